@@ -1,0 +1,78 @@
+"""What every command shares: where state lives, which config to read, and how errors end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from modelplane.config.load import LoadedConfig, load_config
+from modelplane.errors import ConfigError, ModelplaneError, UsageError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: ./modelplane.yaml if present, else the embedded default)."),
+]
+DEFAULT_CONFIG = Path("modelplane.yaml")
+
+
+def home_dir() -> Path:
+    """State lives under $MODELPLANE_HOME (default ./.modelplane)."""
+    return Path(os.environ.get("MODELPLANE_HOME") or ".modelplane").expanduser().resolve()
+
+
+def resolve_config(path: Path | None) -> Path | None:
+    if path is not None:
+        if not path.is_file():
+            raise UsageError(f"config file not found: {path}", "pass an existing file to --config")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def read_config(path: Path | None) -> LoadedConfig:
+    return load_config(resolve_config(path), home=home_dir(), env=dict(os.environ))
+
+
+def exits_on_error(func: Callable[P, R]) -> Callable[P, R]:
+    """User errors end the command with exit 2, a one-line reason and a hint, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            err_console.print(f"[red]error:[/] {exc.source}: {len(exc.issues)} problem(s)")
+            for issue in exc.issues:
+                err_console.print(f"  {issue}", markup=False)
+            err_console.print("hint: fix the listed paths; `modelplane config check` re-checks the file")
+            raise typer.Exit(2) from None
+        except UsageError as exc:
+            err_console.print(f"[red]error:[/] {exc}", markup=True)
+            if exc.hint:
+                err_console.print(f"hint: {exc.hint}", markup=False)
+            raise typer.Exit(2) from None
+        except ModelplaneError as exc:
+            err_console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def fail(message: str, hint: str = "") -> None:
+    raise UsageError(message, hint)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,25 @@
+"""The `modelplane` command."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from modelplane.cli import config, keys, serve
+
+app = typer.Typer(
+    name="modelplane",
+    help="A self-hosted model platform: one OpenAI-compatible gateway with routing, fallbacks and unit economics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(config.app, name="config")
+app.add_typer(keys.app, name="keys")
+
+
+def run() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,89 @@
+"""`modelplane serve`: run the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from modelplane.cli.common import ConfigOption, err_console, exits_on_error, fail, read_config
+from modelplane.config.load import LoadedConfig
+from modelplane.serving.gateway import Gateway
+
+
+@exits_on_error
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: server.port, 8400).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run the gateway: one OpenAI-compatible endpoint in front of the configured models."""
+    loaded = read_config(config)
+    bind_host = host or loaded.config.server.host
+    bind_port = loaded.config.server.port if port is None else port
+    if not loaded.config.keys and not _is_loopback(bind_host):
+        fail(
+            f"refusing to listen on {bind_host} with no API keys configured",
+            "add keys to the config (`modelplane keys new --tenant NAME`) or listen on 127.0.0.1",
+        )
+    err_console.print(startup_line(loaded, bind_host, bind_port), markup=False)
+    if workers > 1:
+        _serve_workers(loaded, bind_host, bind_port, workers, log_level)
+    else:
+        asyncio.run(_serve_one(loaded, bind_host, bind_port, log_level))
+
+
+async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str) -> None:
+    from modelplane.server.app import create_app
+
+    gateway = await Gateway.start(loaded)  # fails here, before listening, on a bad model path or ledger URL
+    app = create_app(loaded, env=dict(os.environ), gateway=gateway)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, access_log=False, http="httptools", loop="none",
+            lifespan="on", timeout_graceful_shutdown=30,
+        )
+    )
+    await server.serve()
+
+
+def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log_level: str) -> None:
+    """Several processes: each builds its own gateway from the same config (Redis/Postgres make them one)."""
+    os.environ["MODELPLANE_CONFIG"] = "" if loaded.embedded else str(Path(loaded.source).resolve())
+    os.environ["MODELPLANE_HOME"] = str(loaded.home)
+    uvicorn.run(
+        "modelplane.server.factory:app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level=log_level, access_log=False, http="httptools", timeout_graceful_shutdown=30,
+    )
+
+
+def startup_line(loaded: LoadedConfig, host: str, port: int) -> str:
+    cfg = loaded.config
+    where = f"http://{host}:{port}"
+    if loaded.embedded:
+        return (
+            f"modelplane: embedded default (bundled local model gemma-3-270m, SQLite ledger at "
+            f"{loaded.ledger_url().removeprefix('sqlite:///')}); listening on {where}, local only (127.0.0.1), "
+            f"no API keys. Try: model=\"chat\" with base_url {where}/v1"
+        )
+    access = "no API keys: local only" if not cfg.keys else f"{len(cfg.keys)} API keys"
+    return (
+        f"modelplane: {loaded.source} (version {loaded.version}): {len(cfg.features)} features, "
+        f"{len(cfg.models)} models; listening on {where}, {access}"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

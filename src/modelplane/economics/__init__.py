@@ -1,0 +1,1 @@
+"""Inference economics: prices, costs per call and per serving."""

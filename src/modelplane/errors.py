@@ -1,0 +1,150 @@
+"""Every error modelplane raises, in one module.
+
+    ModelplaneError
+    ├── ConfigError            the config file is wrong (carries every issue with its path)
+    ├── UsageError             the user asked for something impossible (bad flag, missing file)
+    ├── RequestError           a client request that cannot be served (mapped to an HTTP status)
+    │   ├── BadRequest           400  malformed JSON, wrong field type
+    │   ├── Unauthorized         401  missing or unknown API key
+    │   ├── Forbidden            403  the key may not use this
+    │   ├── NotFound             404  unknown feature or model
+    │   └── PayloadTooLarge      413  body over the configured limit
+    └── ProviderError          an upstream call failed; `error_class` says how (adapters classify)
+
+Errors are mapped to OpenAI's error JSON only at the HTTP edge (server/errors.py) and to
+exit code 2 plus a one-line hint only at the CLI edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ModelplaneError(Exception):
+    """Base of every modelplane error."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, located by its dotted path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ModelplaneError):
+    """The config is invalid; `issues` lists every problem found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "config") -> None:
+        self.issues = issues
+        self.source = source
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} error(s)\n{lines}")
+
+
+class UsageError(ModelplaneError):
+    """The user's input was wrong; `hint` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.hint = hint
+        super().__init__(message)
+
+
+class RequestError(ModelplaneError):
+    """A request the gateway refuses; carries the HTTP status and OpenAI error type/code."""
+
+    status: int = 400
+    type: str = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+
+
+class BadRequest(RequestError):
+    status = 400
+
+
+class Unauthorized(RequestError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(RequestError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class ErrorClass(StrEnum):
+    """How an upstream call failed. Adapters classify; the resilience layer decides."""
+
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    CONTEXT_LENGTH = "context_length"
+    SERVER_ERROR = "server_error"
+    CONNECTION = "connection"
+    BAD_RESPONSE = "bad_response"
+    STREAM_CUT = "stream_cut"
+
+
+class ProviderError(ModelplaneError):
+    """An upstream call failed, classified by the adapter that made it."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def client_fault(self) -> bool:
+        """True when the request itself was wrong, so retrying elsewhere cannot help."""
+        return self.error_class in (ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_LENGTH)
+
+
+_PROVIDER_STATUS = {
+    ErrorClass.TIMEOUT: 504,
+    ErrorClass.RATE_LIMIT: 429,
+    ErrorClass.BAD_REQUEST: 400,
+    ErrorClass.CONTEXT_LENGTH: 400,
+}
+
+
+def http_status(exc: ModelplaneError) -> int:
+    """The HTTP status a client sees for `exc`: upstream failures are 502, or 504 when they timed out."""
+    if isinstance(exc, RequestError):
+        return exc.status
+    if isinstance(exc, ConfigError | UsageError):
+        return 400
+    if isinstance(exc, ProviderError):
+        return _PROVIDER_STATUS.get(exc.error_class, 502)
+    return 500

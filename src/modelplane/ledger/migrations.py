@@ -1,0 +1,118 @@
+"""Named, ordered ledger migrations, recorded in `_migrations` so each runs once.
+
+A migration is an async function of a connection, named `mNNN_what_it_does`. Never edit
+one that has shipped: a database that already ran it will not run it again. Add the next
+one to `MIGRATIONS` instead. The same functions serve SQLite and Postgres (SQLAlchemy Core).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Migration = Callable[[AsyncConnection], Awaitable[None]]
+
+# Any constant works; it only has to be the same in every gateway worker.
+_PG_LOCK_KEY = 0x6D706C6564676572  # "mpledger"
+
+
+def _migrations_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "_migrations",
+        metadata,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("applied_at", sa.Double, nullable=False),
+    )
+
+
+def _token_columns() -> list[sa.Column[int]]:
+    names = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+    return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in names]
+
+
+def _outcome_columns() -> list[sa.Column[float] | sa.Column[str]]:
+    """Cost, timing and config version: the tail both tables share."""
+    return [
+        sa.Column("cost_usd", sa.Double, nullable=True),  # NULL = price unknown, never 0
+        sa.Column("latency_ms", sa.Double, nullable=False, server_default="0"),
+        sa.Column("ttft_ms", sa.Double, nullable=True),
+        sa.Column("config_version", sa.Text, nullable=False, server_default=""),
+    ]
+
+
+async def m001_servings_and_calls(conn: AsyncConnection) -> None:
+    """Create `servings` and `calls` with the indexes the report queries use."""
+    metadata = sa.MetaData()
+    servings = sa.Table(
+        "servings",
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("serving_id", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("tenant", sa.Text, nullable=False),
+        sa.Column("tier", sa.Text, nullable=False),
+        sa.Column("feature", sa.Text, nullable=False),
+        sa.Column("operation", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("http_status", sa.Integer, nullable=False),
+        sa.Column("error_class", sa.Text, nullable=True),
+        sa.Column("model", sa.Text, nullable=True),
+        sa.Column("provider", sa.Text, nullable=True),
+        sa.Column("stream", sa.Boolean, nullable=False),
+        sa.Column("cache", sa.Text, nullable=False),
+        sa.Column("fallback_depth", sa.Integer, nullable=False),
+        *_token_columns(),
+        *_outcome_columns(),
+    )
+    calls = sa.Table(
+        "calls",
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("request_id", sa.Text, nullable=False),
+        sa.Column("serving_id", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("provider", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("error_class", sa.Text, nullable=True),
+        *_token_columns(),
+        *_outcome_columns(),
+    )
+    sa.Index("ix_servings_ts", servings.c.ts)
+    sa.Index("ix_servings_feature_ts", servings.c.feature, servings.c.ts)
+    sa.Index("ix_servings_tenant_ts", servings.c.tenant, servings.c.ts)
+    sa.Index("ix_servings_serving_id", servings.c.serving_id)
+    sa.Index("ix_calls_request_id", calls.c.request_id)
+    sa.Index("ix_calls_serving_id", calls.c.serving_id)
+    sa.Index("ix_calls_model_ts", calls.c.model, calls.c.ts)
+    await conn.run_sync(metadata.create_all)
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls,)
+
+
+async def migrate(conn: AsyncConnection) -> list[str]:
+    """Apply every migration not yet recorded, in order; return the names applied now.
+
+    Run it inside one transaction (`engine.begin()`), so a failed migration leaves
+    nothing half-applied on Postgres and the `_migrations` row commits with its change.
+    """
+    if conn.dialect.name == "postgresql":
+        # Several workers may start at once; the lock makes them migrate one at a time.
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+    table = _migrations_table(sa.MetaData())
+    await conn.run_sync(table.create, checkfirst=True)
+    done = set((await conn.execute(sa.select(table.c.name))).scalars())
+    applied: list[str] = []
+    for migration in MIGRATIONS:
+        name = migration.__name__
+        if name in done:
+            continue
+        await migration(conn)
+        await conn.execute(table.insert().values(name=name, applied_at=time.time()))
+        applied.append(name)
+    return applied

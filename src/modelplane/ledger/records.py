@@ -1,0 +1,66 @@
+"""What the ledger holds: one `ServingRecord` per gateway request, one `CallRecord` per upstream call.
+
+A serving is one user-facing request to a feature. Requests that carry the same
+`X-Modelplane-Serving` id form one serving, so `serving_id` may repeat across serving
+records; `id` never does. Every call points at the request that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One upstream call (an attempt) made on behalf of a request."""
+
+    id: str
+    request_id: str
+    serving_id: str
+    ts: float  # unix seconds when the call started
+    attempt: int
+    model: str
+    provider: str
+    status: str  # "ok" or "error"
+    error_class: str | None = None
+    response_model: str | None = None  # the model name the upstream reported
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    config_version: str = ""
+
+
+@dataclass(slots=True)
+class ServingRecord:
+    """One request through the pipeline, with the totals of its calls."""
+
+    id: str
+    serving_id: str
+    ts: float  # unix seconds when the request arrived
+    tenant: str
+    tier: str
+    feature: str
+    operation: str  # "chat" or "embeddings"
+    status: str  # "ok", "error", "stream_cut"
+    http_status: int
+    error_class: str | None = None
+    model: str | None = None  # the model that answered
+    provider: str | None = None
+    stream: bool = False
+    cache: str = "miss"
+    fallback_depth: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    config_version: str = ""
+    calls: list[CallRecord] = field(default_factory=list)

@@ -1,0 +1,165 @@
+"""The ledger store: SQLite (embedded default) or Postgres (production), one async engine.
+
+The store only appends and answers small lookups. Reports run their own queries; nothing
+analytical belongs on the request path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from modelplane.errors import UsageError
+from modelplane.ledger.migrations import migrate
+from modelplane.ledger.records import CallRecord, ServingRecord
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_URL_HINT = "use sqlite:///path/to/ledger.db or postgresql://user@host:5432/db"
+_SQL_TYPES: dict[str, type[sa.types.TypeEngine[Any]]] = {
+    "str": sa.Text,
+    "int": sa.BigInteger,
+    "float": sa.Double,
+    "bool": sa.Boolean,
+}
+
+
+def _table(name: str, record_type: type[Any]) -> sa.Table:
+    """The table as the record type sees it now, i.e. after every migration.
+
+    Typed columns make each driver bind and return the same Python values
+    (SQLite has no boolean, asyncpg will not bind an int to a float8 parameter).
+    """
+    columns = []
+    for field in dataclasses.fields(record_type):
+        if field.name == "calls":
+            continue
+        # Annotations are strings here (`from __future__ import annotations`): "float | None".
+        base = str(field.type).removesuffix(" | None")
+        columns.append(sa.Column(field.name, _SQL_TYPES[base], primary_key=field.name == "id"))
+    return sa.Table(name, sa.MetaData(), *columns)
+
+
+_SERVINGS = _table("servings", ServingRecord)
+_CALLS = _table("calls", CallRecord)
+_TABLES = {"servings": _SERVINGS, "calls": _CALLS}
+_SERVING_NAMES = tuple(_SERVINGS.c.keys())
+_CALL_NAMES = tuple(_CALLS.c.keys())
+# attrgetter pulls every field in C: the writer turns thousands of records a second into rows.
+_serving_values = attrgetter(*_SERVING_NAMES)
+_call_values = attrgetter(*_CALL_NAMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, fit for a log line."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database url>"
+
+
+def _async_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UsageError(f"bad ledger database url {redact_url(url)!r}", hint=_URL_HINT) from exc
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise UsageError(f"unsupported ledger database {parsed.drivername!r}", hint=_URL_HINT)
+    return parsed.set(drivername=driver)
+
+
+def _set_sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # WAL lets report readers run beside the writer; NORMAL is durable across app crashes
+    # in WAL mode; busy_timeout makes a second process wait instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ":memory:"
+    if database == ":memory:":
+        # One shared connection, or every pooled connection would see its own empty database.
+        engine = create_async_engine(url, poolclass=StaticPool)
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+    sa.event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+class LedgerStore:
+    """Appends servings and their calls; answers the small lookups tests and the CLI need."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> LedgerStore:
+        """A store for `sqlite:///path.db` or `postgresql://user@host:port/db`."""
+        async_url = _async_url(url)
+        if async_url.get_backend_name() == "sqlite":
+            return cls(_sqlite_engine(async_url))
+        return cls(create_async_engine(async_url, pool_pre_ping=True))
+
+    async def open(self) -> None:
+        """Bring the schema up to date."""
+        async with self.engine.begin() as conn:
+            await migrate(conn)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    async def write(self, records: Sequence[ServingRecord]) -> None:
+        """Insert the servings and all their calls in one transaction."""
+        if not records:
+            return
+        servings = [dict(zip(_SERVING_NAMES, _serving_values(r), strict=True)) for r in records]
+        calls = [dict(zip(_CALL_NAMES, _call_values(c), strict=True)) for r in records for c in r.calls]
+        async with self.engine.begin() as conn:
+            await conn.execute(_SERVINGS.insert(), servings)
+            if calls:
+                await conn.execute(_CALLS.insert(), calls)
+
+    async def count(self, table: str = "servings") -> int:
+        """Rows in `servings` or `calls`."""
+        selected = _TABLES.get(table)
+        if selected is None:
+            raise UsageError(f"unknown ledger table {table!r}", hint=f"use one of {', '.join(_TABLES)}")
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(selected))).scalar_one())
+
+    async def servings(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest servings first."""
+        query = sa.select(_SERVINGS).order_by(_SERVINGS.c.ts.desc(), _SERVINGS.c.id.desc()).limit(limit)
+        return await self._rows(query)
+
+    async def calls_for(self, request_id: str) -> list[dict[str, Any]]:
+        """The calls a request made, in the order it made them."""
+        query = (
+            sa.select(_CALLS).where(_CALLS.c.request_id == request_id).order_by(_CALLS.c.ts, _CALLS.c.attempt)
+        )
+        return await self._rows(query)
+
+    async def _rows(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            return [dict(row._mapping) for row in result]

@@ -1,0 +1,141 @@
+"""Any OpenAI-compatible server at `base_url`: OpenAI, vLLM, llama.cpp server, Ollama, …
+
+The body passes through untouched but for `model`; answers pass back as the upstream's
+own bytes, parsed once to read usage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from modelplane.errors import ErrorClass, ProviderError
+from modelplane.providers import http
+from modelplane.providers.base import JSON, Answer, ChatRequest, Embeddings, Provider, Stream, Timeouts, Usage
+
+
+def usage_from_openai(data: Any) -> Usage:
+    """Read an OpenAI `usage` object, including cached and reasoning token details."""
+    if not isinstance(data, dict):
+        return Usage()
+    prompt_details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+class OpenAIProvider(Provider):
+    """An OpenAI-compatible chat-completions and embeddings API."""
+
+    kind = "openai"
+    supports_embeddings = True
+
+    def __init__(
+        self, name: str, *, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(name)
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = http.new_session(self._headers)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def chat(self, request: ChatRequest) -> Answer | Stream:
+        body = {**request.body, "model": request.model}
+        if request.stream:
+            # Always ask for usage so the ledger can price the stream; the client only sees it if it asked.
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        response = await self._post("/chat/completions", body, request.timeouts)
+        if request.stream:
+            return _OpenAIStream(response, request.model, forward_usage=request.include_usage)
+        with http.classified("read"), response:
+            raw = await response.read()
+        first_byte = time.perf_counter()
+        data = http.decode_json(raw)
+        if not isinstance(data.get("choices"), list):
+            raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream answer has no `choices` list")
+        return Answer(data, usage_from_openai(data.get("usage")), str(data.get("model") or request.model), raw, first_byte)
+
+    async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
+        response = await self._post("/embeddings", {**body, "model": model}, timeouts)
+        with http.classified("read"), response:
+            data = http.decode_json(await response.read())
+        if not isinstance(data.get("data"), list):
+            raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream embeddings answer has no `data` list")
+        return Embeddings(data, usage_from_openai(data.get("usage")), str(data.get("model") or model))
+
+    async def _post(self, path: str, body: JSON, timeouts: Timeouts) -> aiohttp.ClientResponse:
+        """POST and return the open response once its status is 2xx; classify anything else."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        with http.classified("connect"):
+            response = await self._session.post(
+                self.base_url + path, data=orjson.dumps(body), timeout=http.client_timeout(timeouts)
+            )
+            if response.status >= 300:
+                async with response:
+                    raise http.classify_status(response.status, response.headers, await response.read())
+        return response
+
+
+class _OpenAIStream(Stream):
+    def __init__(self, response: aiohttp.ClientResponse, model: str, *, forward_usage: bool) -> None:
+        super().__init__(model)
+        self._response = response
+        self._forward_usage = forward_usage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        done = False
+        try:
+            async for _event, data in http.iter_sse(self._response):
+                if data == b"[DONE]":
+                    done = True
+                    break
+                chunk = self._read(data)
+                if chunk.get("choices") or self._forward_usage:
+                    yield data
+        finally:
+            self._response.release()
+        if not done:
+            raise ProviderError(ErrorClass.STREAM_CUT, "upstream stream ended without [DONE]")
+
+    def _read(self, data: bytes) -> JSON:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError(ErrorClass.STREAM_CUT, f"upstream sent a malformed stream chunk: {exc}") from exc
+        if not isinstance(chunk, dict):
+            raise ProviderError(ErrorClass.STREAM_CUT, "upstream sent a stream chunk that is not an object")
+        if chunk.get("error"):
+            raise ProviderError(ErrorClass.STREAM_CUT, f"upstream reported an error mid-stream: {chunk['error']}")
+        if chunk.get("model"):
+            self.model = str(chunk["model"])
+        if chunk.get("usage"):
+            self.usage = usage_from_openai(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+            if choice.get("delta"):
+                self.mark_first_token()
+        return chunk
+
+    async def aclose(self) -> None:
+        self._response.close()

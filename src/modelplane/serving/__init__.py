@@ -1,0 +1,1 @@
+"""The serving pipeline (`pipeline.py`) and one module per stage."""

@@ -1,0 +1,71 @@
+"""The gateway's long-lived parts: the current runtime, the recorder, metrics and tracing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from modelplane.config.load import LoadedConfig
+from modelplane.ledger.store import LedgerStore, redact_url
+from modelplane.ledger.writer import LedgerWriter
+from modelplane.serving.record import Recorder
+from modelplane.serving.runtime import Runtime, build_runtime, start_providers
+from modelplane.telemetry.metrics import Metrics
+from modelplane.telemetry.tracing import Tracing
+
+log = logging.getLogger("modelplane.gateway")
+
+
+class Gateway:
+    """Owns what outlives a request. `runtime` is swapped whole on reload; servings hold their own."""
+
+    def __init__(self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None) -> None:
+        self.runtime = runtime
+        self.recorder = recorder
+        self.metrics = metrics
+        self._reload_lock = asyncio.Lock()
+
+    @classmethod
+    async def start(cls, loaded: LoadedConfig) -> Gateway:
+        """Build providers, open the ledger, start the writer. Raises UsageError/ConfigError on bad setup."""
+        config = loaded.config
+        runtime = build_runtime(loaded)
+        store = LedgerStore.from_url(loaded.ledger_url())
+        await store.open()
+        writer = LedgerWriter(
+            store, queue_size=config.ledger.queue_size, batch_size=config.ledger.batch_size,
+            flush_interval=config.ledger.flush_interval,
+        )
+        writer.start()
+        metrics = Metrics() if config.telemetry.metrics else None
+        if metrics is not None:
+            metrics.watch_ledger(lambda: writer.depth)
+        tracing = Tracing.from_config(config.telemetry)
+        tracing.provider_kinds = {name: p.kind for name, p in config.providers.items()}
+        await start_providers(runtime)
+        log.info("ledger: %s", redact_url(loaded.ledger_url()))
+        return cls(runtime, Recorder(writer, metrics, tracing), metrics)
+
+    async def reload(self, loaded: LoadedConfig) -> None:
+        """Swap in a new, fully validated config; unchanged providers keep their pools and weights."""
+        async with self._reload_lock:
+            old = self.runtime
+            reuse = {name: (old.loaded.config.providers[name], p) for name, p in old.providers.items()}
+            runtime = build_runtime(loaded, reuse)
+            await start_providers(runtime)
+            self.runtime = runtime
+            kept = set(runtime.providers.values())
+            for provider in old.providers.values():
+                if provider not in kept:
+                    # In-flight servings on the old config may still hold it; close once they had time to finish.
+                    asyncio.get_running_loop().call_later(30, lambda p=provider: asyncio.ensure_future(p.aclose()))
+            log.info("config reloaded: version %s", runtime.version)
+
+    @property
+    def ready(self) -> bool:
+        return all(provider.ready for provider in self.runtime.providers.values())
+
+    async def close(self) -> None:
+        """Drain the ledger, then close providers. Nothing recorded is lost."""
+        await self.recorder.close()
+        await asyncio.gather(*(p.aclose() for p in self.runtime.providers.values()), return_exceptions=True)

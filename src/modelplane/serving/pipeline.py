@@ -1,0 +1,59 @@
+"""The serving pipeline, stage by stage, top to bottom.
+
+    authenticate → admit → route → invoke → record → respond
+
+Each stage is a module of its own in this package. Later stages (guards, context, cache,
+validation) slot in beside these in the same order as ../DESIGN.md lists them.
+"""
+
+from __future__ import annotations
+
+from modelplane.errors import ModelplaneError
+from modelplane.providers.base import Stream
+from modelplane.serving import respond
+from modelplane.serving.admit import admit, pick_feature
+from modelplane.serving.auth import authenticate
+from modelplane.serving.gateway import Gateway
+from modelplane.serving.invoke import invoke, invoke_embeddings
+from modelplane.serving.request import parse_chat, parse_embeddings
+from modelplane.serving.route import route
+from modelplane.serving.state import Inbound, Serving
+
+
+async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
+    """Serve one `POST /v1/chat/completions`."""
+    runtime = gateway.runtime  # one config for the whole serving, even if a reload lands meanwhile
+    serving = Serving.begin("chat", inbound)
+    serving.caller = authenticate(runtime, inbound.authorization)
+    try:
+        body = parse_chat(inbound.body)
+        serving.stream = bool(body.get("stream"))
+        serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
+        feature = admit(runtime, serving.caller, serving.feature)
+        deployment = route(runtime, feature)
+        reply = await invoke(serving, deployment, body, runtime.version)
+        if isinstance(reply, Stream):
+            return await respond.stream(serving, reply, lambda: gateway.recorder.record(serving, runtime.version))
+    except ModelplaneError as exc:
+        gateway.recorder.record(serving.fail(exc), runtime.version)
+        raise
+    record = gateway.recorder.record(serving, runtime.version)
+    return respond.answer(serving, reply, record)
+
+
+async def embeddings(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
+    """Serve one `POST /v1/embeddings`."""
+    runtime = gateway.runtime
+    serving = Serving.begin("embeddings", inbound)
+    serving.caller = authenticate(runtime, inbound.authorization)
+    try:
+        body = parse_embeddings(inbound.body)
+        serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
+        feature = admit(runtime, serving.caller, serving.feature)
+        deployment = route(runtime, feature)
+        result = await invoke_embeddings(serving, deployment, body, runtime.version)
+    except ModelplaneError as exc:
+        gateway.recorder.record(serving.fail(exc), runtime.version)
+        raise
+    record = gateway.recorder.record(serving, runtime.version)
+    return respond.json(serving, result.body, record)

@@ -1,0 +1,88 @@
+"""Stage 11, record: a ledger record, metrics and spans for every serving, off the hot path.
+
+The ledger writer batches in the background; recording only enqueues. When the queue is
+full the record waits in a task for room (backpressure), and `close` waits for those
+tasks, so a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from modelplane.ledger.records import ServingRecord
+from modelplane.ledger.writer import LedgerWriter
+from modelplane.serving.state import Serving
+from modelplane.telemetry.metrics import Metrics
+from modelplane.telemetry.tracing import Tracing
+
+log = logging.getLogger("modelplane.record")
+
+
+class Recorder:
+    def __init__(self, writer: LedgerWriter, metrics: Metrics | None, tracing: Tracing) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.tracing = tracing
+        self._waiting: set[asyncio.Task[None]] = set()
+        self._unpriced_warned: set[str] = set()
+
+    def record(self, serving: Serving, version: str) -> ServingRecord:
+        record = to_record(serving.finish(), version)
+        self._warn_unpriced(record)
+        if not self.writer.submit(record):
+            task = asyncio.ensure_future(self.writer.put(record))
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+        if self.metrics is not None:
+            self.metrics.observe(record)
+        self.tracing.emit(record)
+        return record
+
+    def _warn_unpriced(self, record: ServingRecord) -> None:
+        for call in record.calls:
+            if call.cost_usd is None and call.model not in self._unpriced_warned:
+                self._unpriced_warned.add(call.model)
+                log.warning("model '%s' has no price: its calls are recorded with cost null", call.model)
+
+    async def close(self) -> None:
+        if self._waiting:
+            await asyncio.gather(*self._waiting)
+        await self.writer.close()
+        self.tracing.shutdown()
+
+
+def to_record(serving: Serving, version: str) -> ServingRecord:
+    """Sum a serving's calls into its ledger record."""
+    calls = serving.calls
+    answered = serving.answered_by
+    costs = [call.cost_usd for call in calls]
+    finished = serving.finished or serving.started
+    caller = serving.caller
+    return ServingRecord(
+        id=serving.id,
+        serving_id=serving.serving_id,
+        ts=serving.ts,
+        tenant=caller.tenant if caller else "",
+        tier=caller.tier if caller else "",
+        feature=serving.feature,
+        operation=serving.operation,
+        status=serving.status,
+        http_status=serving.http_status,
+        error_class=serving.error_class,
+        model=answered.model if answered else (serving.deployment.name if serving.deployment else None),
+        provider=answered.provider if answered else None,
+        stream=serving.stream,
+        cache=serving.cache,
+        fallback_depth=serving.fallback_depth,
+        input_tokens=sum(c.input_tokens for c in calls),
+        cached_input_tokens=sum(c.cached_input_tokens for c in calls),
+        cache_write_tokens=sum(c.cache_write_tokens for c in calls),
+        output_tokens=sum(c.output_tokens for c in calls),
+        reasoning_tokens=sum(c.reasoning_tokens for c in calls),
+        cost_usd=None if None in costs else sum(c for c in costs if c is not None),
+        latency_ms=(finished - serving.started) * 1000.0,
+        ttft_ms=None if serving.first_token_at is None else (serving.first_token_at - serving.started) * 1000.0,
+        config_version=version,
+        calls=calls,
+    )

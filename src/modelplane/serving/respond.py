@@ -1,0 +1,93 @@
+"""Stage 12, respond: the OpenAI-compatible body and the headers that say what happened."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from modelplane.errors import ProviderError
+from modelplane.ledger.records import ServingRecord
+from modelplane.providers.base import JSON, Answer, Stream
+from modelplane.serving.state import Serving
+
+SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the HTTP edge sends: a body, or (for streams) SSE chunks."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = field(default=None)
+
+
+def headers_for(serving: Serving, record: ServingRecord | None) -> dict[str, str]:
+    headers = {
+        "x-modelplane-serving": serving.serving_id,
+        "x-modelplane-cache": serving.cache,
+        "x-modelplane-fallback": str(serving.fallback_depth),
+    }
+    if serving.deployment is not None:
+        headers["x-modelplane-model"] = serving.deployment.name
+    if record is not None:
+        headers["x-modelplane-cost-usd"] = "unpriced" if record.cost_usd is None else f"{record.cost_usd:.10f}"
+    return headers
+
+
+def answer(serving: Serving, reply: Answer, record: ServingRecord) -> Outcome:
+    body = reply.raw if reply.raw is not None else orjson.dumps(reply.body)
+    return Outcome(200, {"content-type": "application/json", **headers_for(serving, record)}, body)
+
+
+def json(serving: Serving, body: JSON, record: ServingRecord) -> Outcome:
+    return Outcome(200, {"content-type": "application/json", **headers_for(serving, record)}, orjson.dumps(body))
+
+
+async def stream(
+    serving: Serving, reply: Stream, finish: Callable[[], ServingRecord]
+) -> Outcome:
+    """SSE from a stream. The first chunk is read before headers go out, so an upstream that fails
+    before its first byte still yields a proper HTTP error. After that, a break ends the stream
+    with an explicit error event, never a silent truncation, and the ledger says `stream_cut`."""
+    chunks = reply.chunks()
+    try:
+        first: bytes | None = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+
+    async def sse() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield b"data: " + first + b"\n\n"
+            async for chunk in chunks:
+                yield b"data: " + chunk + b"\n\n"
+            record = finish()
+            yield cost_comment(record) + b"data: [DONE]\n\n"
+        except ProviderError as exc:
+            serving.fail(exc, status="stream_cut")
+            finish()
+            yield error_event(exc)
+        except BaseException:
+            # The client went away: close the upstream too, and still account for the serving.
+            serving.status = "client_closed"
+            await reply.aclose()
+            finish()
+            raise
+
+    return Outcome(200, {**SSE_HEADERS, **headers_for(serving, None)}, chunks=sse())
+
+
+def cost_comment(record: ServingRecord) -> bytes:
+    """An SSE comment (ignored by clients) carrying the cost, which is known only at the end."""
+    cost = "unpriced" if record.cost_usd is None else f"{record.cost_usd:.10f}"
+    return f": x-modelplane-cost-usd {cost}\n\n".encode()
+
+
+def error_event(exc: ProviderError) -> bytes:
+    """The OpenAI SDKs raise on a data event whose object has an `error` key."""
+    error = {"message": f"upstream stream broke: {exc.message}", "type": "upstream_error", "code": str(exc.error_class)}
+    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"

@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics and OpenTelemetry spans with the GenAI semantic conventions."""

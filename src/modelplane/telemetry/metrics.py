@@ -1,0 +1,67 @@
+"""Prometheus metrics, on a registry owned by the gateway (no process-global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelplane.ledger.records import ServingRecord
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """Servings, tokens, cost and latency by feature, model and status."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("feature", "model", "status")
+        self.servings = Counter("modelplane_servings", "Requests served", labels, registry=self.registry)
+        self.tokens = Counter(
+            "modelplane_tokens", "Tokens by kind (input, cached_input, output)", ("feature", "model", "kind"),
+            registry=self.registry,
+        )
+        self.cost = Counter("modelplane_cost_usd", "Cost in USD of priced calls", ("feature", "model"), registry=self.registry)
+        self.unpriced = Counter(
+            "modelplane_unpriced_calls", "Calls whose model has no price", ("model",), registry=self.registry
+        )
+        self.latency = Histogram(
+            "modelplane_serving_latency_seconds", "Latency of a request, end to end", labels,
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "modelplane_time_to_first_token_seconds", "Time to the first token", ("feature", "model"),
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "modelplane_upstream_errors", "Failed upstream calls by error class", ("model", "error_class"),
+            registry=self.registry,
+        )
+
+    def watch_ledger(self, depth: Callable[[], int]) -> None:
+        gauge = Gauge("modelplane_ledger_queue_depth", "Records waiting for the ledger writer", registry=self.registry)
+        gauge.set_function(lambda: float(depth()))
+
+    def observe(self, record: ServingRecord) -> None:
+        model = record.model or ""
+        self.servings.labels(record.feature, model, record.status).inc()
+        self.latency.labels(record.feature, model, record.status).observe(record.latency_ms / 1000.0)
+        if record.ttft_ms is not None:
+            self.ttft.labels(record.feature, model).observe(record.ttft_ms / 1000.0)
+        for call in record.calls:
+            if call.error_class:
+                self.upstream_errors.labels(call.model, call.error_class).inc()
+            if call.input_tokens or call.output_tokens:
+                self.tokens.labels(record.feature, call.model, "input").inc(call.input_tokens)
+                self.tokens.labels(record.feature, call.model, "cached_input").inc(call.cached_input_tokens)
+                self.tokens.labels(record.feature, call.model, "output").inc(call.output_tokens)
+            if call.cost_usd is None:
+                self.unpriced.labels(call.model).inc()
+            elif call.cost_usd:
+                self.cost.labels(record.feature, call.model).inc(call.cost_usd)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
