@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                            stub_log)
         wait_line(stub, stub_log, "READY", 30, "stub")
         stub_url = f"http://{HOST}:{stub_port}"
-        direct = loadgen(stub_url, 1, requests=args.latency_requests, warmup=500, model="bench-model", api_key=None)
+        direct = loadgen(stub_url, 1, requests=args.latency_requests, warmup=5000, model="bench-model", api_key=None)
         out["direct"] = direct
         log(f"direct to stub, 1 in flight: p50 {direct['p50_ms']:.3f} ms, p99 {direct['p99_ms']:.3f} ms")
 
@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             summarize(r, direct)
             out["gateways"][gw.name] = r
         # direct again at the end: a check that the machine stayed quiet
-        out["direct_after"] = loadgen(stub_url, 1, requests=args.latency_requests, warmup=200,
+        out["direct_after"] = loadgen(stub_url, 1, requests=args.latency_requests, warmup=2000,
                                       model="bench-model", api_key=None)
     except KeyboardInterrupt:
         log("interrupted")

@@ -29,13 +29,28 @@ from aiohttp import web
 
 JSON = dict[str, Any]
 
-_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied",
-                       404: "invalid_request_error", 429: "rate_limit_exceeded"}
-_ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                          529: "overloaded_error"}
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "content_filter": "refusal"}
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_denied",
+    404: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 @dataclass(slots=True)
@@ -94,8 +109,9 @@ class Error(Step):
     async def respond(self, request: web.Request, received: Received, wire: Wire) -> web.StreamResponse:
         body = wire.error(self.status) if self.body is None else self.body
         raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else _dumps(body)).encode()
-        return web.Response(status=self.status, body=raw, headers=self.headers,
-                            content_type="application/json")
+        return web.Response(
+            status=self.status, body=raw, headers=self.headers, content_type="application/json"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +175,9 @@ def ok(
     `tool_calls` items are `{"name": ..., "arguments": dict | str, "id": optional}`.
     """
     calls = tuple(_normal_tool_call(call, i) for i, call in enumerate(tool_calls or []))
-    return Ok(content, prompt_tokens, completion_tokens, cached_tokens, cache_creation_tokens, finish_reason,
-              calls)
+    return Ok(
+        content, prompt_tokens, completion_tokens, cached_tokens, cache_creation_tokens, finish_reason, calls
+    )
 
 
 def error(status: int, *, body: Any = None, headers: dict[str, str] | None = None) -> Error:
@@ -223,8 +240,10 @@ class OpenAIChat(Wire):
         with_usage = bool((_body(received).get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: JSON, finish: str | None = None) -> bytes:
-            data: JSON = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                               "finish_reason": finish}]}
+            data: JSON = {
+                **head,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
             if with_usage:
                 data["usage"] = None
             return b"data: " + orjson.dumps(data) + b"\n\n"
@@ -232,8 +251,10 @@ class OpenAIChat(Wire):
         pieces = [chunk({"content": piece}) for piece in split_content(step.content)]
         if cut_after is not None:
             return [chunk({"role": "assistant", "content": ""}), *pieces[:cut_after]]
-        tools = [chunk({"tool_calls": [{**_openai_tool_call(call), "index": i}]})
-                 for i, call in enumerate(step.tool_calls)]
+        tools = [
+            chunk({"tool_calls": [{**_openai_tool_call(call), "index": i}]})
+            for i, call in enumerate(step.tool_calls)
+        ]
         events = [chunk({"role": "assistant", "content": ""}), *pieces, *tools, chunk({}, step.stop)]
         if with_usage:
             usage = {**head, "choices": [], "usage": _openai_usage(step)}
@@ -247,11 +268,16 @@ class OpenAIEmbeddings(Wire):
     def answer(self, step: Ok, received: Received) -> JSON:
         inputs = _body(received).get("input", "")
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        data = [{"object": "embedding", "index": i, "embedding": embed(str(text))}
-                for i, text in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": embed(str(text))} for i, text in enumerate(texts)
+        ]
         tokens = sum(len(str(text).split()) for text in texts)
-        return {"object": "list", "data": data, "model": _body(received).get("model", "scripted-embed"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": _body(received).get("model", "scripted-embed"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
 
 class OpenAIModels(Wire):
@@ -259,36 +285,61 @@ class OpenAIModels(Wire):
 
     def answer(self, step: Ok, received: Received) -> JSON:
         models = ["scripted-model", "scripted-embed"]
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
-                                           for m in models]}
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "scripted"} for m in models],
+        }
 
 
 class AnthropicMessages(Wire):
     def answer(self, step: Ok, received: Received) -> JSON:
-        return {**self._message(step, received, streaming=False),
-                "content": _anthropic_blocks(step), "stop_reason": _STOP_REASONS.get(step.stop, step.stop)}
+        return {
+            **self._message(step, received, streaming=False),
+            "content": _anthropic_blocks(step),
+            "stop_reason": _STOP_REASONS.get(step.stop, step.stop),
+        }
 
     def events(self, step: Ok, received: Received, cut_after: int | None = None) -> list[bytes]:
         pieces = split_content(step.content)
-        text = [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": piece}}) for piece in pieces]
+        text = [
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+            )
+            for piece in pieces
+        ]
         has_text = bool(step.content) or cut_after is not None
-        text_block = {"type": "content_block_start", "index": 0,
-                      "content_block": {"type": "text", "text": ""}}
+        text_block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
         opening = [("content_block_start", text_block)] if has_text else []
-        start = [("message_start", {"type": "message_start", "message": self._message(step, received, True)}),
-                 *opening, ("ping", {"type": "ping"})]
+        start = [
+            ("message_start", {"type": "message_start", "message": self._message(step, received, True)}),
+            *opening,
+            ("ping", {"type": "ping"}),
+        ]
         if cut_after is not None:
             return [_event(name, data) for name, data in [*start, *text[:cut_after]]]
         closing = [("content_block_stop", {"type": "content_block_stop", "index": 0})] if has_text else []
-        end = [*closing,
-               *(event for i, call in enumerate(step.tool_calls)
-                 for event in _tool_use_events(call, i + int(has_text))),
-               ("message_delta", {"type": "message_delta",
-                                  "delta": {"stop_reason": _STOP_REASONS.get(step.stop, step.stop),
-                                            "stop_sequence": None},
-                                  "usage": {"output_tokens": step.completion_tokens}}),
-               ("message_stop", {"type": "message_stop"})]
+        end = [
+            *closing,
+            *(
+                event
+                for i, call in enumerate(step.tool_calls)
+                for event in _tool_use_events(call, i + int(has_text))
+            ),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": _STOP_REASONS.get(step.stop, step.stop), "stop_sequence": None},
+                    "usage": {"output_tokens": step.completion_tokens},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
         return [_event(name, data) for name, data in [*start, *text, *end]]
 
     def error(self, status: int) -> JSON:
@@ -297,14 +348,23 @@ class AnthropicMessages(Wire):
 
     @staticmethod
     def _message(step: Ok, received: Received, streaming: bool) -> JSON:
-        usage = {"input_tokens": max(0, step.prompt_tokens - step.cached_tokens - step.cache_creation_tokens),
-                 "cache_creation_input_tokens": step.cache_creation_tokens,
-                 "cache_read_input_tokens": step.cached_tokens,
-                 # message_start carries a placeholder; message_delta has the real output count.
-                 "output_tokens": 1 if streaming else step.completion_tokens}
-        return {"id": f"msg_{received.number:06d}", "type": "message", "role": "assistant",
-                "model": _body(received).get("model", "scripted-model"), "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": usage}
+        usage = {
+            "input_tokens": max(0, step.prompt_tokens - step.cached_tokens - step.cache_creation_tokens),
+            "cache_creation_input_tokens": step.cache_creation_tokens,
+            "cache_read_input_tokens": step.cached_tokens,
+            # message_start carries a placeholder; message_delta has the real output count.
+            "output_tokens": 1 if streaming else step.completion_tokens,
+        }
+        return {
+            "id": f"msg_{received.number:06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": _body(received).get("model", "scripted-model"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
 
 
 def split_content(content: str) -> list[str]:
@@ -313,7 +373,7 @@ def split_content(content: str) -> list[str]:
     if len(words) >= 3 or len(content) < 3:
         return words
     size = -(-len(content) // 3)
-    return [content[i:i + size] for i in range(0, len(content), size)]
+    return [content[i : i + size] for i in range(0, len(content), size)]
 
 
 def embed(text: str, dims: int = 8) -> list[float]:
@@ -412,8 +472,9 @@ class ScriptedUpstream:
             body = await request.read()
             headers = {k.lower(): v for k, v in request.headers.items()}
             with self._lock:
-                received = Received(request.method, request.path, headers, _parse(body), body,
-                                    len(self.requests) + 1)
+                received = Received(
+                    request.method, request.path, headers, _parse(body), body, len(self.requests) + 1
+                )
                 self.requests.append(received)
             return await self._next_step().respond(request, received, wire)
 
@@ -421,6 +482,7 @@ class ScriptedUpstream:
 
 
 # ---------------------------------------------------------------- small pieces
+
 
 def _parse(body: bytes) -> Any:
     try:
@@ -471,26 +533,39 @@ def _normal_tool_call(call: JSON, index: int) -> JSON:
 
 
 def _openai_tool_call(call: JSON) -> JSON:
-    return {"id": call["id"], "type": "function",
-            "function": {"name": call["name"], "arguments": _dumps(call["arguments"])}}
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": _dumps(call["arguments"])},
+    }
 
 
 def _openai_head(received: Received, obj: str) -> JSON:
-    return {"id": f"chatcmpl-{received.number:06d}", "object": obj, "created": int(time.time()),
-            "model": _body(received).get("model", "scripted-model"), "system_fingerprint": None}
+    return {
+        "id": f"chatcmpl-{received.number:06d}",
+        "object": obj,
+        "created": int(time.time()),
+        "model": _body(received).get("model", "scripted-model"),
+        "system_fingerprint": None,
+    }
 
 
 def _openai_usage(step: Ok) -> JSON:
-    return {"prompt_tokens": step.prompt_tokens, "completion_tokens": step.completion_tokens,
-            "total_tokens": step.prompt_tokens + step.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": step.cached_tokens, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+    return {
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "total_tokens": step.prompt_tokens + step.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": step.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
 
 
 def _anthropic_blocks(step: Ok) -> list[JSON]:
     blocks: list[JSON] = [{"type": "text", "text": step.content}] if step.content else []
-    blocks += [{"type": "tool_use", "id": call["id"], "name": call["name"], "input": call["arguments"]}
-               for call in step.tool_calls]
+    blocks += [
+        {"type": "tool_use", "id": call["id"], "name": call["name"], "input": call["arguments"]}
+        for call in step.tool_calls
+    ]
     return blocks
 
 
@@ -498,8 +573,18 @@ def _tool_use_events(call: JSON, index: int) -> list[tuple[str, JSON]]:
     arguments = _dumps(call["arguments"])
     half = len(arguments) // 2
     block = {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}
-    return [("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}),
-            *(("content_block_delta", {"type": "content_block_delta", "index": index,
-                                       "delta": {"type": "input_json_delta", "partial_json": part}})
-              for part in (arguments[:half], arguments[half:])),
-            ("content_block_stop", {"type": "content_block_stop", "index": index})]
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}),
+        *(
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": part},
+                },
+            )
+            for part in (arguments[:half], arguments[half:])
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,8 @@ def serve(
     if workers > 1:
         _serve_workers(loaded, bind_host, bind_port, workers, log_level)
     else:
-        asyncio.run(_serve_one(loaded, bind_host, bind_port, log_level))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve_one(loaded, bind_host, bind_port, log_level))
 
 
 async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str) -> None:
@@ -62,6 +64,16 @@ def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log
         "modelplane.server.factory:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level=log_level, access_log=False, http="httptools", timeout_graceful_shutdown=30,
     )
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (it comes with uvicorn[standard]): a faster event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def startup_line(loaded: LoadedConfig, host: str, port: int) -> str:

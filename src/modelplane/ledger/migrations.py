@@ -79,6 +79,7 @@ async def m001_servings_and_calls(conn: AsyncConnection) -> None:
         sa.Column("provider", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("error_class", sa.Text, nullable=True),
+        sa.Column("response_model", sa.Text, nullable=True),
         *_token_columns(),
         *_outcome_columns(),
     )

@@ -103,8 +103,11 @@ def to_turn(message: JSON) -> tuple[str, list[JSON]]:
     if role == "assistant":
         return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message)
     if role == "tool":
-        result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
-                  "content": text_of(message.get("content"))}
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.get("tool_call_id", ""),
+            "content": text_of(message.get("content")),
+        }
         return "user", [result]
     raise bad_request(f"message role '{role}' is not supported by the anthropic provider")
 
@@ -146,7 +149,7 @@ def image_block(image_url: JSON | str) -> JSON:
     if not url.startswith("data:"):
         return {"type": "image", "source": {"type": "url", "url": url}}
     header, _, data = url.partition(",")
-    media_type, _, encoding = header[len("data:"):].partition(";")
+    media_type, _, encoding = header[len("data:") :].partition(";")
     if encoding != "base64" or not data:
         raise bad_request("image data URLs must be base64-encoded")
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
@@ -157,8 +160,14 @@ def tool_use_blocks(message: JSON) -> list[JSON]:
     blocks = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
-                       "input": parse_arguments(function.get("arguments"))})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": function.get("name", ""),
+                "input": parse_arguments(function.get("arguments")),
+            }
+        )
     return blocks
 
 
@@ -195,8 +204,10 @@ def tooling(body: JSON) -> JSON:
 
 def to_tool(tool: JSON) -> JSON:
     function = tool.get("function") or {}
-    out: JSON = {"name": function.get("name", ""),
-                 "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    out: JSON = {
+        "name": function.get("name", ""),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
     if function.get("description"):
         out["description"] = function["description"]
     return out
@@ -265,17 +276,28 @@ def to_chat_completion(message: JSON, created: int) -> tuple[JSON, Usage]:
         "object": "chat.completion",
         "created": created,
         "model": message.get("model", ""),
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": None,
+                "finish_reason": finish_reason(message.get("stop_reason")),
+            }
+        ],
         "usage": usage_body(usage),
     }
     return body, usage
 
 
 def tool_call(block: JSON) -> JSON:
-    return {"id": block.get("id", ""), "type": "function",
-            "function": {"name": block.get("name", ""),
-                         "arguments": orjson.dumps(block.get("input") or {}).decode()}}
+    return {
+        "id": block.get("id", ""),
+        "type": "function",
+        "function": {
+            "name": block.get("name", ""),
+            "arguments": orjson.dumps(block.get("input") or {}).decode(),
+        },
+    }
 
 
 # ---------------------------------------------------------------- stream: events -> chunks
@@ -326,8 +348,12 @@ class ChunkTranslator:
         if block.get("type") == "tool_use":
             index = self._tool_index.setdefault(int(event.get("index", 0)), len(self._tool_index))
             self.content_started = True
-            call = {"index": index, "id": block.get("id", ""), "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}
+            call = {
+                "index": index,
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
             return [self._chunk({"tool_calls": [call]})]
         if block.get("type") == "text" and block.get("text"):
             self.content_started = True
@@ -341,8 +367,15 @@ class ChunkTranslator:
             return [self._chunk({"content": delta.get("text", "")})]
         if delta.get("type") == "input_json_delta":
             index = self._tool_index.get(int(event.get("index", 0)), 0)
-            return [self._chunk({"tool_calls": [{"index": index,
-                                                 "function": {"arguments": delta.get("partial_json", "")}}]})]
+            return [
+                self._chunk(
+                    {
+                        "tool_calls": [
+                            {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
+                        ]
+                    }
+                )
+            ]
         return []  # thinking and signature deltas have no chat-completions twin
 
     def _message_delta(self, event: JSON) -> list[JSON]:
@@ -362,5 +395,10 @@ class ChunkTranslator:
         return chunk
 
     def _head(self, choices: list[JSON]) -> JSON:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": choices}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }

@@ -117,6 +117,15 @@ def classified(during: str = "call") -> Iterator[None]:
         raise ProviderError(ErrorClass.CONNECTION, f"upstream transport error during {during}: {exc}") from exc
 
 
+async def read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of an open response, then the connection goes back to the pool."""
+    with classified("read"):
+        try:
+            return await response.read()
+        finally:
+            response.release()
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
     """Parse an upstream 2xx body; anything but a JSON object is a bad response."""
     try:

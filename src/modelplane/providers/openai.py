@@ -65,8 +65,7 @@ class OpenAIProvider(Provider):
         response = await self._post("/chat/completions", body, request.timeouts)
         if request.stream:
             return _OpenAIStream(response, request.model, forward_usage=request.include_usage)
-        with http.classified("read"), response:
-            raw = await response.read()
+        raw = await http.read_body(response)
         first_byte = time.perf_counter()
         data = http.decode_json(raw)
         if not isinstance(data.get("choices"), list):
@@ -75,8 +74,7 @@ class OpenAIProvider(Provider):
 
     async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
         response = await self._post("/embeddings", {**body, "model": model}, timeouts)
-        with http.classified("read"), response:
-            data = http.decode_json(await response.read())
+        data = http.decode_json(await http.read_body(response))
         if not isinstance(data.get("data"), list):
             raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream embeddings answer has no `data` list")
         return Embeddings(data, usage_from_openai(data.get("usage")), str(data.get("model") or model))

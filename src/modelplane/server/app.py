@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig, load_config
-from modelplane.errors import ModelplaneError, PayloadTooLarge
+from modelplane.errors import ModelplaneError
 from modelplane.serving import pipeline
 from modelplane.serving.admit import visible_features
 from modelplane.serving.auth import authenticate, require_admin
 from modelplane.serving.gateway import Gateway
-from modelplane.serving.respond import Outcome
-from modelplane.serving.state import Inbound
-from modelplane.server.errors import error_response, internal_error
+from modelplane.server.errors import error_response
+from modelplane.server.hotpath import HotPath
 from modelplane.telemetry.metrics import CONTENT_TYPE
 
 log = logging.getLogger("modelplane.server")
 
-Pipeline = Callable[[Gateway, Inbound], Awaitable[Outcome]]
-
-
 def create_app(
     loaded: LoadedConfig, *, env: dict[str, str] | None = None, gateway: Gateway | None = None
-) -> Starlette:
+) -> HotPath:
     """The gateway as an ASGI app. Pass a started `gateway`, or it is started in the lifespan;
     either way the lifespan's end closes it, draining the ledger."""
     holder: dict[str, Gateway] = {}
@@ -44,28 +40,6 @@ def create_app(
             yield
         finally:
             await started.close()
-
-    max_body = loaded.config.server.max_body_bytes
-
-    def serve(run: Pipeline) -> Callable[[Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            try:
-                inbound = Inbound(
-                    await read_body(request, max_body),
-                    request.headers.get("authorization"),
-                    request.headers.get("x-modelplane-feature"),
-                    request.headers.get("x-modelplane-serving"),
-                )
-                outcome = await run(holder["gateway"], inbound)
-            except ModelplaneError as exc:
-                return error_response(exc)
-            except Exception:
-                return internal_error()
-            if outcome.chunks is not None:
-                return StreamingResponse(outcome.chunks, outcome.status, outcome.headers)
-            return Response(outcome.body, outcome.status, outcome.headers)
-
-        return handler
 
     async def models(request: Request) -> Response:
         gateway = holder["gateway"]
@@ -111,8 +85,6 @@ def create_app(
         return json_response({"version": gateway.runtime.version})
 
     routes = [
-        Route("/v1/chat/completions", serve(pipeline.chat), methods=["POST"]),
-        Route("/v1/embeddings", serve(pipeline.embeddings), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -120,7 +92,9 @@ def create_app(
         Route("/admin/config", admin_config, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    rest = Starlette(routes=routes, lifespan=lifespan)
+    serving = {"/v1/chat/completions": pipeline.chat, "/v1/embeddings": pipeline.embeddings}
+    return HotPath(serving, rest, lambda: holder["gateway"], loaded.config.server.max_body_bytes)
 
 
 async def reload(gateway: Gateway, env: dict[str, str]) -> None:
@@ -129,21 +103,6 @@ async def reload(gateway: Gateway, env: dict[str, str]) -> None:
     path = None if current.embedded else Path(current.source)
     loaded = load_config(path, home=current.home, env=env)
     await gateway.reload(loaded)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        parts.append(part)
-    return b"".join(parts)
 
 
 def json_response(data: object, status: int = 200) -> Response:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from starlette.applications import Starlette
-
 from modelplane.config.load import load_config
 from modelplane.server.app import create_app
+from modelplane.server.hotpath import HotPath
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> HotPath:
     path = os.environ.get("MODELPLANE_CONFIG") or None
     home = Path(os.environ.get("MODELPLANE_HOME") or ".modelplane")
     env = dict(os.environ)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,7 +22,7 @@ class Outcome:
     status: int
     headers: dict[str, str]
     body: bytes | None = None
-    chunks: AsyncIterator[bytes] | None = field(default=None)
+    chunks: AsyncGenerator[bytes, None] | None = field(default=None)
 
 
 def headers_for(serving: Serving, record: ServingRecord | None) -> dict[str, str]:
@@ -59,7 +59,7 @@ async def stream(
     except StopAsyncIteration:
         first = None
 
-    async def sse() -> AsyncIterator[bytes]:
+    async def sse() -> AsyncGenerator[bytes, None]:
         try:
             if first is not None:
                 yield b"data: " + first + b"\n\n"
