@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from urllib.parse import urlsplit
@@ -214,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict:
             timer = loop.call_later(timeout, _expire, fut)
             try:
                 status, body = await fut
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 timer.cancel()
                 key = type(e).__name__
                 errors[key] = errors.get(key, 0) + 1
@@ -262,7 +263,7 @@ async def run(args: argparse.Namespace) -> dict:
     def pct(p: float) -> float | None:
         if not lat_sorted:
             return None
-        idx = min(len(lat_sorted) - 1, max(0, int(round(p / 100.0 * len(lat_sorted) + 0.5)) - 1))
+        idx = min(len(lat_sorted) - 1, max(0, round(p / 100.0 * len(lat_sorted) + 0.5) - 1))
         return lat_sorted[idx] / 1e6
 
     out = {
@@ -302,7 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--api-key", default=None, help="sent as 'Authorization: Bearer KEY'")
     ap.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
     ap.add_argument("--raw", action="store_true", help="include raw latencies (ns) in the output")
+    ap.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     args = ap.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     try:
         import uvloop
 

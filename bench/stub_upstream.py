@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -86,9 +88,18 @@ def _stream_body() -> bytes:
         "system_fingerprint": "fp_bench",
     }
     chunks = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"content": "Hello! This is a fixed reply"}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"content": " from the benchmark stub."}, "finish_reason": None}]},
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        },
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"content": "Hello! This is a fixed reply"}, "finish_reason": None}],
+        },
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"content": " from the benchmark stub."}, "finish_reason": None}],
+        },
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         {**base, "choices": [], "usage": {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54}},
     ]
@@ -116,7 +127,7 @@ _STATS = {"requests": 0}
 
 
 class StubProtocol(asyncio.Protocol):
-    __slots__ = ("transport", "buf")
+    __slots__ = ("buf", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -236,10 +247,8 @@ async def serve(host: str, port: int) -> None:
     server = await loop.create_server(StubProtocol, host, port, backlog=1024, reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:  # pragma: no cover
-            pass
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
     t0 = time.monotonic()
@@ -252,7 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     args = ap.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     install_uvloop()
     asyncio.run(serve(args.host, args.port))
 

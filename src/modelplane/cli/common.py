@@ -23,7 +23,9 @@ console = Console(highlight=False)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: ./modelplane.yaml if present, else the embedded default)."),
+    typer.Option(
+        "--config", "-c", help="Config file (default: ./modelplane.yaml if present, else the embedded default)."
+    ),
 ]
 DEFAULT_CONFIG = Path("modelplane.yaml")
 

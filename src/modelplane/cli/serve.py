@@ -49,8 +49,15 @@ async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str)
     app = create_app(loaded, env=dict(os.environ), gateway=gateway)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, access_log=False, http="httptools", loop="none",
-            lifespan="on", timeout_graceful_shutdown=30,
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            http="httptools",
+            loop="none",
+            lifespan="on",
+            timeout_graceful_shutdown=30,
         )
     )
     await server.serve()
@@ -61,8 +68,15 @@ def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log
     os.environ["MODELPLANE_CONFIG"] = "" if loaded.embedded else str(Path(loaded.source).resolve())
     os.environ["MODELPLANE_HOME"] = str(loaded.home)
     uvicorn.run(
-        "modelplane.server.factory:app_from_env", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level, access_log=False, http="httptools", timeout_graceful_shutdown=30,
+        "modelplane.server.factory:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        http="httptools",
+        timeout_graceful_shutdown=30,
     )
 
 
@@ -83,7 +97,7 @@ def startup_line(loaded: LoadedConfig, host: str, port: int) -> str:
         return (
             f"modelplane: embedded default (bundled local model gemma-3-270m, SQLite ledger at "
             f"{loaded.ledger_url().removeprefix('sqlite:///')}); listening on {where}, local only (127.0.0.1), "
-            f"no API keys. Try: model=\"chat\" with base_url {where}/v1"
+            f'no API keys. Try: model="chat" with base_url {where}/v1'
         )
     access = "no API keys: local only" if not cfg.keys else f"{len(cfg.keys)} API keys"
     return (

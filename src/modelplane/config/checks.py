@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from modelplane.config.schema import Config
 from modelplane.errors import ConfigIssue
@@ -16,7 +16,9 @@ def cross_check(config: Config) -> list[ConfigIssue]:
 def _models(config: Config) -> Iterator[ConfigIssue]:
     for name, model in config.models.items():
         if model.provider not in config.providers:
-            yield ConfigIssue(f"models.{name}.provider", f"unknown provider '{model.provider}'{_known(config.providers)}")
+            yield ConfigIssue(
+                f"models.{name}.provider", f"unknown provider '{model.provider}'{_known(config.providers)}"
+            )
 
 
 def _features(config: Config) -> Iterator[ConfigIssue]:
@@ -25,7 +27,9 @@ def _features(config: Config) -> Iterator[ConfigIssue]:
             yield ConfigIssue(f"features.{name}", "a feature may not share its name with a model")
         for i, model in enumerate(feature.route.models):
             if model not in config.models:
-                yield ConfigIssue(f"features.{name}.route.models[{i}]", f"unknown model '{model}'{_known(config.models)}")
+                yield ConfigIssue(
+                    f"features.{name}.route.models[{i}]", f"unknown model '{model}'{_known(config.models)}"
+                )
         for i, tier in enumerate(feature.tiers or []):
             if tier not in config.tiers:
                 yield ConfigIssue(f"features.{name}.tiers[{i}]", f"unknown tier '{tier}'{_known(config.tiers)}")
@@ -41,5 +45,5 @@ def _keys(config: Config) -> Iterator[ConfigIssue]:
         seen.setdefault(key.hash, i)
 
 
-def _known(names: dict[str, object]) -> str:
+def _known(names: Mapping[str, object]) -> str:
     return f" (known: {', '.join(sorted(names))})" if names else " (none are configured)"

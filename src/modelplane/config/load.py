@@ -95,7 +95,10 @@ def _git_commit(folder: Path) -> str | None:
     try:
         result = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -116,7 +119,9 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], issues: list[Con
             return env[name]
         if default is not None:
             return default
-        issues.append(ConfigIssue(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
+        issues.append(
+            ConfigIssue(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+        )
         return ""
 
     return _ENV.sub(substitute, value)

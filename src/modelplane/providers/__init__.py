@@ -8,7 +8,15 @@ from modelplane.config.schema import ProviderConfig
 from modelplane.providers.base import Answer, ChatRequest, Embeddings, Provider, Reply, Stream, Timeouts, Usage
 
 __all__ = [
-    "Answer", "ChatRequest", "Embeddings", "Provider", "Reply", "Stream", "Timeouts", "Usage", "build_provider",
+    "Answer",
+    "ChatRequest",
+    "Embeddings",
+    "Provider",
+    "Reply",
+    "Stream",
+    "Timeouts",
+    "Usage",
+    "build_provider",
 ]
 
 
@@ -31,6 +39,9 @@ def build_provider(name: str, config: ProviderConfig, home: Path) -> Provider:
 
     assert config.model is not None  # the schema requires it for llamacpp
     return LlamaCppProvider(
-        name, model_path=resolve_model_path(config.model, home), n_ctx=config.n_ctx, n_threads=config.n_threads,
+        name,
+        model_path=resolve_model_path(config.model, home),
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
         chat_format=chat_format_for(config.model),
     )

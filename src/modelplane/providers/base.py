@@ -128,9 +128,7 @@ class Provider(ABC):
         """Answer one chat request, as an `Answer` or (when `request.stream`) a `Stream`."""
 
     async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
-        raise ProviderError(
-            ErrorClass.BAD_REQUEST, f"provider '{self.name}' ({self.kind}) does not serve embeddings"
-        )
+        raise ProviderError(ErrorClass.BAD_REQUEST, f"provider '{self.name}' ({self.kind}) does not serve embeddings")
 
     async def start(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Open pools or load weights; called once when the gateway starts."""

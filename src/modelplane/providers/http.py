@@ -6,7 +6,6 @@ a fraction of httpx's, which matters because every serving pays it.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -106,7 +105,7 @@ def classified(during: str = "call") -> Iterator[None]:
         yield
     except ProviderError:
         raise
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise ProviderError(ErrorClass.TIMEOUT, f"upstream timed out during {during}") from exc
     except aiohttp.ClientConnectorError as exc:
         raise ProviderError(ErrorClass.CONNECTION, f"cannot connect to upstream: {exc.os_error or exc}") from exc

@@ -44,7 +44,9 @@ def resolve_model_path(spec: str, home: Path) -> Path:
     if not spec.startswith(BUNDLED_PREFIX):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise UsageError(f"local model file not found: {path}", "point the llamacpp provider's `model` at a .gguf file")
+            raise UsageError(
+                f"local model file not found: {path}", "point the llamacpp provider's `model` at a .gguf file"
+            )
         return path
     name = spec.removeprefix(BUNDLED_PREFIX)
     if name not in BUNDLED_MODELS:
@@ -63,7 +65,12 @@ class LlamaCppProvider(Provider):
     kind = "llamacpp"
 
     def __init__(
-        self, name: str, *, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None,
+        self,
+        name: str,
+        *,
+        model_path: Path,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
         chat_format: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -84,8 +91,11 @@ class LlamaCppProvider(Provider):
         except ImportError as exc:
             raise UsageError("llama-cpp-python is not installed", INSTALL_HINT) from exc
         return Llama(
-            model_path=str(self.model_path), n_ctx=self._n_ctx, n_threads=self._n_threads,
-            chat_format=self._chat_format, verbose=False,
+            model_path=str(self.model_path),
+            n_ctx=self._n_ctx,
+            n_threads=self._n_threads,
+            chat_format=self._chat_format,
+            verbose=False,
         )
 
     @property
@@ -139,7 +149,9 @@ def _classify(exc: Exception) -> ProviderError:
 def _usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
-    return Usage(input_tokens=int(data.get("prompt_tokens") or 0), output_tokens=int(data.get("completion_tokens") or 0))
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0), output_tokens=int(data.get("completion_tokens") or 0)
+    )
 
 
 class _LlamaStream(Stream):
@@ -202,10 +214,14 @@ def _iterate(llama: Any, messages: list[JSON], params: dict[str, Any]) -> Iterat
 
 def _usage_chunk(serving_id: str, model: str, usage: Usage) -> JSON:
     return {
-        "id": serving_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+        "id": serving_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
         "choices": [],
         "usage": {
-            "prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
             "total_tokens": usage.input_tokens + usage.output_tokens,
         },
     }

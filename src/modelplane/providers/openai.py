@@ -70,7 +70,9 @@ class OpenAIProvider(Provider):
         data = http.decode_json(raw)
         if not isinstance(data.get("choices"), list):
             raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream answer has no `choices` list")
-        return Answer(data, usage_from_openai(data.get("usage")), str(data.get("model") or request.model), raw, first_byte)
+        return Answer(
+            data, usage_from_openai(data.get("usage")), str(data.get("model") or request.model), raw, first_byte
+        )
 
     async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
         response = await self._post("/embeddings", {**body, "model": model}, timeouts)

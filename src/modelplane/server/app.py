@@ -15,19 +15,18 @@ from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig, load_config
 from modelplane.errors import ModelplaneError
+from modelplane.server.errors import error_response
+from modelplane.server.hotpath import HotPath, Pipeline
 from modelplane.serving import pipeline
 from modelplane.serving.admit import visible_features
 from modelplane.serving.auth import authenticate, require_admin
 from modelplane.serving.gateway import Gateway
-from modelplane.server.errors import error_response
-from modelplane.server.hotpath import HotPath
 from modelplane.telemetry.metrics import CONTENT_TYPE
 
 log = logging.getLogger("modelplane.server")
 
-def create_app(
-    loaded: LoadedConfig, *, env: dict[str, str] | None = None, gateway: Gateway | None = None
-) -> HotPath:
+
+def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gateway: Gateway | None = None) -> HotPath:
     """The gateway as an ASGI app. Pass a started `gateway`, or it is started in the lifespan;
     either way the lifespan's end closes it, draining the ledger."""
     holder: dict[str, Gateway] = {}
@@ -93,7 +92,7 @@ def create_app(
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
     rest = Starlette(routes=routes, lifespan=lifespan)
-    serving = {"/v1/chat/completions": pipeline.chat, "/v1/embeddings": pipeline.embeddings}
+    serving: dict[str, Pipeline] = {"/v1/chat/completions": pipeline.chat, "/v1/embeddings": pipeline.embeddings}
     return HotPath(serving, rest, lambda: holder["gateway"], loaded.config.server.max_body_bytes)
 
 

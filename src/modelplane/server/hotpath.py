@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from modelplane.errors import ModelplaneError, PayloadTooLarge
+from modelplane.server.errors import error_response, internal_error
 from modelplane.serving.gateway import Gateway
 from modelplane.serving.respond import Outcome
 from modelplane.serving.state import Inbound
-from modelplane.server.errors import error_response, internal_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -8,6 +8,7 @@ import logging
 from modelplane.config.load import LoadedConfig
 from modelplane.ledger.store import LedgerStore, redact_url
 from modelplane.ledger.writer import LedgerWriter
+from modelplane.providers.base import Provider
 from modelplane.serving.record import Recorder
 from modelplane.serving.runtime import Runtime, build_runtime, start_providers
 from modelplane.telemetry.metrics import Metrics
@@ -24,16 +25,22 @@ class Gateway:
         self.recorder = recorder
         self.metrics = metrics
         self._reload_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Future[None]] = set()
 
     @classmethod
-    async def start(cls, loaded: LoadedConfig) -> Gateway:
-        """Build providers, open the ledger, start the writer. Raises UsageError/ConfigError on bad setup."""
+    async def start(cls, loaded: LoadedConfig, providers: dict[str, Provider] | None = None) -> Gateway:
+        """Build providers, open the ledger, start the writer. Raises UsageError/ConfigError on bad setup.
+
+        `providers` replaces configured providers by name: the seam tests use for a fake provider.
+        """
         config = loaded.config
-        runtime = build_runtime(loaded)
+        runtime = build_runtime(loaded, {name: (config.providers[name], p) for name, p in (providers or {}).items()})
         store = LedgerStore.from_url(loaded.ledger_url())
         await store.open()
         writer = LedgerWriter(
-            store, queue_size=config.ledger.queue_size, batch_size=config.ledger.batch_size,
+            store,
+            queue_size=config.ledger.queue_size,
+            batch_size=config.ledger.batch_size,
             flush_interval=config.ledger.flush_interval,
         )
         writer.start()
@@ -55,10 +62,10 @@ class Gateway:
             await start_providers(runtime)
             self.runtime = runtime
             kept = set(runtime.providers.values())
-            for provider in old.providers.values():
-                if provider not in kept:
-                    # In-flight servings on the old config may still hold it; close once they had time to finish.
-                    asyncio.get_running_loop().call_later(30, lambda p=provider: asyncio.ensure_future(p.aclose()))
+            retired = [p for p in old.providers.values() if p not in kept]
+            if retired:
+                # In-flight servings on the old config may still hold them; close once they had time to finish.
+                self._retiring.add(asyncio.ensure_future(_close_later(retired, delay=30.0)))
             log.info("config reloaded: version %s", runtime.version)
 
     @property
@@ -68,4 +75,13 @@ class Gateway:
     async def close(self) -> None:
         """Drain the ledger, then close providers. Nothing recorded is lost."""
         await self.recorder.close()
+        for task in self._retiring:
+            task.cancel()
         await asyncio.gather(*(p.aclose() for p in self.runtime.providers.values()), return_exceptions=True)
+
+
+async def _close_later(providers: list[Provider], delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)

@@ -26,9 +26,7 @@ async def invoke(serving: Serving, deployment: Deployment, body: dict[str, Any],
     return _AccountedStream(reply, attempt, version)
 
 
-async def invoke_embeddings(
-    serving: Serving, deployment: Deployment, body: dict[str, Any], version: str
-) -> Embeddings:
+async def invoke_embeddings(serving: Serving, deployment: Deployment, body: dict[str, Any], version: str) -> Embeddings:
     """One embeddings call to `deployment`, accounted like a chat call."""
     attempt = Attempt(serving, deployment)
     serving.deployment = deployment

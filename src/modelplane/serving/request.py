@@ -75,12 +75,24 @@ def parse_embeddings(raw: bytes) -> dict[str, Any]:
     return parse_body(raw, _EMBEDDING_FIELDS, ("input",))
 
 
-_TYPE_NAMES = {str: "a string", list: "an array", dict: "an object", bool: "a boolean", int: "an integer", float: "a number"}
+_TYPE_NAMES = {
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+}
 
 
 def _json_type(value: object) -> str:
     for python_type, name in (
-        (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "an array"), (dict, "an object"),
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
     ):
         if isinstance(value, python_type):
             return name

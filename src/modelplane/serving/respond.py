@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -47,9 +47,7 @@ def json(serving: Serving, body: JSON, record: ServingRecord) -> Outcome:
     return Outcome(200, {"content-type": "application/json", **headers_for(serving, record)}, orjson.dumps(body))
 
 
-async def stream(
-    serving: Serving, reply: Stream, finish: Callable[[], ServingRecord]
-) -> Outcome:
+async def stream(serving: Serving, reply: Stream, finish: Callable[[], ServingRecord]) -> Outcome:
     """SSE from a stream. The first chunk is read before headers go out, so an upstream that fails
     before its first byte still yields a proper HTTP error. After that, a break ends the stream
     with an explicit error event, never a silent truncation, and the ledger says `stream_cut`."""

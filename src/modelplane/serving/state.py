@@ -86,7 +86,11 @@ class Attempt:
     started: float = field(default_factory=time.perf_counter)
 
     def done(
-        self, usage: Usage, first_token_at: float | None, error: ProviderError | None, version: str,
+        self,
+        usage: Usage,
+        first_token_at: float | None,
+        error: ProviderError | None,
+        version: str,
         response_model: str | None = None,
     ) -> CallRecord:
         now = time.perf_counter()

@@ -21,23 +21,35 @@ class Metrics:
         labels = ("feature", "model", "status")
         self.servings = Counter("modelplane_servings", "Requests served", labels, registry=self.registry)
         self.tokens = Counter(
-            "modelplane_tokens", "Tokens by kind (input, cached_input, output)", ("feature", "model", "kind"),
+            "modelplane_tokens",
+            "Tokens by kind (input, cached_input, output)",
+            ("feature", "model", "kind"),
             registry=self.registry,
         )
-        self.cost = Counter("modelplane_cost_usd", "Cost in USD of priced calls", ("feature", "model"), registry=self.registry)
+        self.cost = Counter(
+            "modelplane_cost_usd", "Cost in USD of priced calls", ("feature", "model"), registry=self.registry
+        )
         self.unpriced = Counter(
             "modelplane_unpriced_calls", "Calls whose model has no price", ("model",), registry=self.registry
         )
         self.latency = Histogram(
-            "modelplane_serving_latency_seconds", "Latency of a request, end to end", labels,
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "modelplane_serving_latency_seconds",
+            "Latency of a request, end to end",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.ttft = Histogram(
-            "modelplane_time_to_first_token_seconds", "Time to the first token", ("feature", "model"),
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "modelplane_time_to_first_token_seconds",
+            "Time to the first token",
+            ("feature", "model"),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.upstream_errors = Counter(
-            "modelplane_upstream_errors", "Failed upstream calls by error class", ("model", "error_class"),
+            "modelplane_upstream_errors",
+            "Failed upstream calls by error class",
+            ("model", "error_class"),
             registry=self.registry,
         )
 

@@ -8,6 +8,7 @@ turns on a console or OTLP exporter.
 from __future__ import annotations
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -52,15 +53,17 @@ class Tracing:
         end = start + int(record.latency_ms * 1_000_000)
         operation = "chat" if record.operation == "chat" else "embeddings"
         span = self._tracer.start_span(f"{operation} {record.feature}", start_time=start)
-        span.set_attributes({
-            "gen_ai.operation.name": operation,
-            "modelplane.feature": record.feature,
-            "modelplane.tenant": record.tenant,
-            "modelplane.serving.id": record.serving_id,
-            "modelplane.cache": record.cache,
-            "modelplane.fallback_depth": record.fallback_depth,
-            "http.response.status_code": record.http_status,
-        })
+        span.set_attributes(
+            {
+                "gen_ai.operation.name": operation,
+                "modelplane.feature": record.feature,
+                "modelplane.tenant": record.tenant,
+                "modelplane.serving.id": record.serving_id,
+                "modelplane.cache": record.cache,
+                "modelplane.fallback_depth": record.fallback_depth,
+                "http.response.status_code": record.http_status,
+            }
+        )
         if record.status != "ok":
             span.set_status(Status(StatusCode.ERROR, record.error_class or record.status))
         context = trace.set_span_in_context(span)
@@ -68,17 +71,19 @@ class Tracing:
             self._call_span(call, operation, context)
         span.end(end_time=end)
 
-    def _call_span(self, call: CallRecord, operation: str, context: trace.Context) -> None:
+    def _call_span(self, call: CallRecord, operation: str, context: Context) -> None:
         assert self._tracer is not None
         start = int(call.ts * _NS)
         span = self._tracer.start_span(f"{operation} {call.model}", context=context, start_time=start)
-        span.set_attributes({
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": self.provider_kinds.get(call.provider, call.provider),
-            "gen_ai.request.model": call.model,
-            "gen_ai.usage.input_tokens": call.input_tokens,
-            "gen_ai.usage.output_tokens": call.output_tokens,
-        })
+        span.set_attributes(
+            {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": self.provider_kinds.get(call.provider, call.provider),
+                "gen_ai.request.model": call.model,
+                "gen_ai.usage.input_tokens": call.input_tokens,
+                "gen_ai.usage.output_tokens": call.output_tokens,
+            }
+        )
         if call.response_model:
             span.set_attribute("gen_ai.response.model", call.response_model)
         if call.error_class:
@@ -101,4 +106,5 @@ def _exporter(kind: str) -> SpanExporter:
             "telemetry.tracing is 'otlp' but the OTLP exporter is not installed",
             "pip install opentelemetry-exporter-otlp-proto-http",
         ) from exc
-    return OTLPSpanExporter()
+    exporter: SpanExporter = OTLPSpanExporter()
+    return exporter

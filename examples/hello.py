@@ -1,0 +1,47 @@
+"""Ask the running gateway one question with the official `openai` SDK.
+
+    modelplane serve &          # the embedded default: the bundled local model on 127.0.0.1:8400
+    python examples/hello.py "Write a haiku about the sea."
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import httpx
+import openai
+
+BASE_URL = "http://127.0.0.1:8400"
+
+
+def wait_until_ready(timeout: float = 120.0) -> None:
+    """The first start assembles and loads the local model; wait for /readyz."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{BASE_URL}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"the gateway at {BASE_URL} did not become ready within {timeout:.0f}s; is `modelplane serve` running?")
+
+
+def main() -> None:
+    question = " ".join(sys.argv[1:]) or "Write a haiku about the sea."
+    wait_until_ready()
+    client = openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key="not-needed-locally")
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat", messages=[{"role": "user", "content": question}], max_tokens=64
+    )
+    answer = raw.parse()
+    print(answer.choices[0].message.content)
+    print(
+        f"\n[model {raw.headers['x-modelplane-model']}, {answer.usage.total_tokens if answer.usage else '?'} tokens, "
+        f"cost ${raw.headers['x-modelplane-cost-usd']}, serving {raw.headers['x-modelplane-serving']}]"
+    )
+
+
+if __name__ == "__main__":
+    main()
