@@ -101,9 +101,7 @@ def launch_gateway() -> Iterator[Callable[..., GatewayProcess]]:
     """Start `modelplane serve` (the installed console script) in `cwd`, with MODELPLANE_HOME=`home`."""
     started: list[GatewayProcess] = []
 
-    def launch(
-        cwd: Path, home: Path, config: Path | None = None, *, ready_timeout: float = 30.0
-    ) -> GatewayProcess:
+    def launch(cwd: Path, home: Path, config: Path | None = None, *, ready_timeout: float = 30.0) -> GatewayProcess:
         port = free_port()
         command = [str(Path(sys.executable).with_name("modelplane")), "serve", "--port", str(port)]
         if config is not None:

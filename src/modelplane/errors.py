@@ -22,7 +22,9 @@ from enum import StrEnum
 
 
 class ModelplaneError(Exception):
-    """Base of every modelplane error."""
+    """Base of every modelplane error. `serving_id` is set when the error ended a serving."""
+
+    serving_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class RequestError(ModelplaneError):
     status: int = 400
     type: str = "invalid_request_error"
     code: str | None = None
+    error_class: str = "bad_request"  # what the ledger records
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
@@ -75,22 +78,26 @@ class BadRequest(RequestError):
 
 class Unauthorized(RequestError):
     status = 401
+    error_class = "unauthorized"
     type = "authentication_error"
     code = "invalid_api_key"
 
 
 class Forbidden(RequestError):
     status = 403
+    error_class = "forbidden"
     type = "permission_error"
 
 
 class NotFound(RequestError):
     status = 404
+    error_class = "not_found"
     code = "model_not_found"
 
 
 class PayloadTooLarge(RequestError):
     status = 413
+    error_class = "payload_too_large"
     code = "request_too_large"
 
 

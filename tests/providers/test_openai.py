@@ -143,9 +143,7 @@ async def test_stream_cut_midway_raises_after_the_first_chunks(
     assert reply.finish_reason is None
 
 
-async def test_stall_before_the_first_chunk_times_out(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
-) -> None:
+async def test_stall_before_the_first_chunk_times_out(upstream: ScriptedUpstream, provider: OpenAIProvider) -> None:
     upstream.script(stall(2.0))
     reply = await provider.chat(chat(stream=True, timeouts=Timeouts(first_token=0.3)))
     assert isinstance(reply, Stream)  # headers arrived; the silence comes after them

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +37,7 @@ def serve(
             f"refusing to listen on {bind_host} with no API keys configured",
             "add keys to the config (`modelplane keys new --tenant NAME`) or listen on 127.0.0.1",
         )
-    err_console.print(startup_line(loaded, bind_host, bind_port), markup=False)
+    err_console.print(startup_line(loaded, bind_host, bind_port), markup=False, soft_wrap=True)
     if workers > 1:
         _serve_workers(loaded, bind_host, bind_port, workers, log_level)
     else:
@@ -43,11 +46,20 @@ def serve(
 
 
 async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str) -> None:
-    from modelplane.server.app import create_app
+    from modelplane.server.app import create_app, reload_logged
 
+    env = dict(os.environ)
     gateway = await Gateway.start(loaded)  # fails here, before listening, on a bad model path or ledger URL
-    app = create_app(loaded, env=dict(os.environ), gateway=gateway)
-    server = uvicorn.Server(
+    app = create_app(loaded, env=env, gateway=gateway)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(reload_logged(gateway, env))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+    server = _Server(
         uvicorn.Config(
             app,
             host=host,
@@ -61,6 +73,26 @@ async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str)
         )
     )
     await server.serve()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a signal-initiated graceful shutdown exits 0.
+
+    uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the process would die by the
+    signal (exit -15); but by then the ledger is drained and nothing failed.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log_level: str) -> None:

@@ -104,5 +104,13 @@ async def reload(gateway: Gateway, env: dict[str, str]) -> None:
     await gateway.reload(loaded)
 
 
+async def reload_logged(gateway: Gateway, env: dict[str, str]) -> None:
+    """Reload for SIGHUP: there is no client to answer, so the outcome goes to the log."""
+    try:
+        await reload(gateway, env)
+    except ModelplaneError as exc:
+        log.error("config reload refused; the old config keeps serving:\n%s", exc)
+
+
 def json_response(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")

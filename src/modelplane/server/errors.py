@@ -15,6 +15,8 @@ log = logging.getLogger("modelplane.server")
 def error_response(exc: ModelplaneError, headers: dict[str, str] | None = None) -> Response:
     status = http_status(exc)
     extra = dict(headers or {})
+    if exc.serving_id is not None:
+        extra["x-modelplane-serving"] = exc.serving_id
     if isinstance(exc, RequestError):
         error = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
     elif isinstance(exc, ProviderError):

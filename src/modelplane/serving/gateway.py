@@ -20,8 +20,9 @@ log = logging.getLogger("modelplane.gateway")
 class Gateway:
     """Owns what outlives a request. `runtime` is swapped whole on reload; servings hold their own."""
 
-    def __init__(self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None) -> None:
+    def __init__(self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None, store: LedgerStore) -> None:
         self.runtime = runtime
+        self.store = store
         self.recorder = recorder
         self.metrics = metrics
         self._reload_lock = asyncio.Lock()
@@ -51,7 +52,7 @@ class Gateway:
         tracing.provider_kinds = {name: p.kind for name, p in config.providers.items()}
         await start_providers(runtime)
         log.info("ledger: %s", redact_url(loaded.ledger_url()))
-        return cls(runtime, Recorder(writer, metrics, tracing), metrics)
+        return cls(runtime, Recorder(writer, metrics, tracing), metrics, store)
 
     async def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, fully validated config; unchanged providers keep their pools and weights."""
@@ -75,6 +76,7 @@ class Gateway:
     async def close(self) -> None:
         """Drain the ledger, then close providers. Nothing recorded is lost."""
         await self.recorder.close()
+        await self.store.close()
         for task in self._retiring:
             task.cancel()
         await asyncio.gather(*(p.aclose() for p in self.runtime.providers.values()), return_exceptions=True)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from modelplane.economics.prices import call_cost
-from modelplane.errors import ModelplaneError, ProviderError, http_status
+from modelplane.errors import ModelplaneError, ProviderError, RequestError, http_status
 from modelplane.ledger.records import CallRecord
 from modelplane.providers.base import Usage
 from modelplane.serving.auth import Caller
@@ -58,6 +58,7 @@ class Serving:
 
     def fail(self, exc: ModelplaneError, status: str = "error") -> Serving:
         self.status, self.error, self.http_status = status, exc, http_status(exc)
+        exc.serving_id = self.serving_id
         return self
 
     def finish(self) -> Serving:
@@ -66,9 +67,9 @@ class Serving:
 
     @property
     def error_class(self) -> str | None:
-        if isinstance(self.error, ProviderError):
+        if isinstance(self.error, ProviderError | RequestError):
             return str(self.error.error_class)
-        return None if self.error is None else type(self.error).__name__
+        return None if self.error is None else "internal"
 
     @property
     def answered_by(self) -> CallRecord | None:

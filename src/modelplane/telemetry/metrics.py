@@ -7,7 +7,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from modelplane.ledger.records import ServingRecord
+from modelplane.ledger.records import CallRecord, ServingRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -53,27 +53,52 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._serving_children: dict[tuple[str, str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._call_children: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter]] = {}
+
     def watch_ledger(self, depth: Callable[[], int]) -> None:
         gauge = Gauge("modelplane_ledger_queue_depth", "Records waiting for the ledger writer", registry=self.registry)
         gauge.set_function(lambda: float(depth()))
 
     def observe(self, record: ServingRecord) -> None:
         model = record.model or ""
-        self.servings.labels(record.feature, model, record.status).inc()
-        self.latency.labels(record.feature, model, record.status).observe(record.latency_ms / 1000.0)
+        key = (record.feature, model, record.status)
+        # Label lookups cost more than the increments; keep the children per label set.
+        children = self._serving_children.get(key)
+        if children is None:
+            children = self._serving_children[key] = (
+                self.servings.labels(*key),
+                self.latency.labels(*key),
+                self.ttft.labels(record.feature, model),
+            )
+        servings, latency, ttft = children
+        servings.inc()
+        latency.observe(record.latency_ms / 1000.0)
         if record.ttft_ms is not None:
-            self.ttft.labels(record.feature, model).observe(record.ttft_ms / 1000.0)
+            ttft.observe(record.ttft_ms / 1000.0)
         for call in record.calls:
-            if call.error_class:
-                self.upstream_errors.labels(call.model, call.error_class).inc()
-            if call.input_tokens or call.output_tokens:
-                self.tokens.labels(record.feature, call.model, "input").inc(call.input_tokens)
-                self.tokens.labels(record.feature, call.model, "cached_input").inc(call.cached_input_tokens)
-                self.tokens.labels(record.feature, call.model, "output").inc(call.output_tokens)
-            if call.cost_usd is None:
-                self.unpriced.labels(call.model).inc()
-            elif call.cost_usd:
-                self.cost.labels(record.feature, call.model).inc(call.cost_usd)
+            self._observe_call(record.feature, call)
+
+    def _observe_call(self, feature: str, call: CallRecord) -> None:
+        if call.error_class:
+            self.upstream_errors.labels(call.model, call.error_class).inc()
+        key = (feature, call.model)
+        children = self._call_children.get(key)
+        if children is None:
+            children = self._call_children[key] = (
+                self.tokens.labels(feature, call.model, "input"),
+                self.tokens.labels(feature, call.model, "cached_input"),
+                self.tokens.labels(feature, call.model, "output"),
+                self.cost.labels(feature, call.model),
+            )
+        input_tokens, cached_tokens, output_tokens, cost = children
+        input_tokens.inc(call.input_tokens)
+        cached_tokens.inc(call.cached_input_tokens)
+        output_tokens.inc(call.output_tokens)
+        if call.cost_usd is None:
+            self.unpriced.labels(call.model).inc()
+        else:
+            cost.inc(call.cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
