@@ -59,9 +59,12 @@ async def test_migrations_are_idempotent_and_recorded(ledger_url: str) -> None:
         await store.open()
         await store.close()
 
-    async with store.engine.connect() as conn:
-        names = (await conn.execute(sa.text("SELECT name FROM _migrations ORDER BY name"))).scalars().all()
-        indexes = await conn.run_sync(lambda sync: sa.inspect(sync).get_indexes("servings"))
+    try:
+        async with store.engine.connect() as conn:
+            names = (await conn.execute(sa.text("SELECT name FROM _migrations ORDER BY name"))).scalars().all()
+            indexes = await conn.run_sync(lambda sync: sa.inspect(sync).get_indexes("servings"))
+    finally:
+        await store.close()
     assert names == [m.__name__ for m in MIGRATIONS]
     assert names[0] == "m001_servings_and_calls"
     assert {ix["name"] for ix in indexes} >= {"ix_servings_ts", "ix_servings_feature_ts"}

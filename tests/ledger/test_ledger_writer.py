@@ -53,15 +53,13 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[LedgerStore]:
     await store.close()
 
 
-async def test_fast_submits_are_written_in_batches(
-    sqlite_store: LedgerStore, make_serving: MakeServing
-) -> None:
+async def test_fast_submits_are_written_in_batches(sqlite_store: LedgerStore, make_serving: MakeServing) -> None:
     store = CountingStore(sqlite_store)
     writer = LedgerWriter(store, batch_size=500)
     writer.start()
 
     accepted = [writer.submit(make_serving(n)) for n in range(2_000)]
-    await writer.close()
+    await asyncio.wait_for(writer.close(), timeout=10)
 
     assert all(accepted)
     assert await store.count() == 2_000
@@ -91,8 +89,8 @@ async def test_close_drains_everything_queued(sqlite_store: LedgerStore, make_se
 async def test_close_without_start_still_writes(sqlite_store: LedgerStore, make_serving: MakeServing) -> None:
     writer = LedgerWriter(sqlite_store)
     assert writer.submit(make_serving(1))
-    await writer.close()
-    await writer.close()  # a second close is harmless
+    await asyncio.wait_for(writer.close(), timeout=5)
+    await asyncio.wait_for(writer.close(), timeout=5)  # a second close is harmless
     assert await sqlite_store.count() == 1
 
 
@@ -115,9 +113,7 @@ async def test_failed_write_is_retried_and_nothing_lost(
     assert len(failures) == 2
 
 
-async def test_put_waits_for_room_instead_of_dropping(
-    sqlite_store: LedgerStore, make_serving: MakeServing
-) -> None:
+async def test_put_waits_for_room_instead_of_dropping(sqlite_store: LedgerStore, make_serving: MakeServing) -> None:
     store = GatedStore(sqlite_store)
     writer = LedgerWriter(store, queue_size=2, batch_size=2, flush_interval=0.001)
     writer.start()

@@ -154,9 +154,7 @@ class LedgerStore:
 
     async def calls_for(self, request_id: str) -> list[dict[str, Any]]:
         """The calls a request made, in the order it made them."""
-        query = (
-            sa.select(_CALLS).where(_CALLS.c.request_id == request_id).order_by(_CALLS.c.ts, _CALLS.c.attempt)
-        )
+        query = sa.select(_CALLS).where(_CALLS.c.request_id == request_id).order_by(_CALLS.c.ts, _CALLS.c.attempt)
         return await self._rows(query)
 
     async def _rows(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
