@@ -11,7 +11,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 if TYPE_CHECKING:
-    from conftest import GatewayProcess
+    from gateways import GatewayProcess
 
 pytestmark = pytest.mark.localmodel
 

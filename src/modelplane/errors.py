@@ -3,6 +3,7 @@
     ModelplaneError
     ├── ConfigError            the config file is wrong (carries every issue with its path)
     ├── UsageError             the user asked for something impossible (bad flag, missing file)
+    ├── LedgerError            the ledger database refused a write
     ├── RequestError           a client request that cannot be served (mapped to an HTTP status)
     │   ├── BadRequest           400  malformed JSON, wrong field type
     │   ├── Unauthorized         401  missing or unknown API key
@@ -54,6 +55,10 @@ class UsageError(ModelplaneError):
     def __init__(self, message: str, hint: str = "") -> None:
         self.hint = hint
         super().__init__(message)
+
+
+class LedgerError(ModelplaneError):
+    """The ledger database refused a write (the batch was rolled back; the writer retries it)."""
 
 
 class RequestError(ModelplaneError):

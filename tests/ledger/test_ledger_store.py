@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from modelplane.errors import UsageError
+from modelplane.errors import LedgerError, UsageError
 from modelplane.ledger import LedgerStore, ServingRecord, redact_url
 from modelplane.ledger.migrations import MIGRATIONS
 
@@ -46,7 +46,7 @@ async def test_cost_none_stays_null(store: LedgerStore, make_serving: MakeServin
 async def test_write_is_one_transaction(store: LedgerStore, make_serving: MakeServing) -> None:
     await store.write([make_serving(1)])
     # A duplicate id in the second batch must roll back the new serving and its calls too.
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(LedgerError, match="refused a ledger write"):
         await store.write([make_serving(2), make_serving(1)])
 
     assert await store.count() == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import GatewayProcess
+from gateways import GatewayProcess
 from upstream import ScriptedUpstream
 
 ADMIN = "admin-key"

@@ -17,7 +17,7 @@ from modelplane.ledger.store import LedgerStore
 from upstream import ScriptedUpstream, embed, error, ok, slow, stream_cut
 
 if TYPE_CHECKING:
-    from conftest import GatewayProcess
+    from gateways import GatewayProcess
 
 JSON = dict[str, Any]
 

@@ -14,7 +14,7 @@ from modelplane.ledger.store import LedgerStore
 from upstream import ScriptedUpstream
 
 if TYPE_CHECKING:
-    from conftest import GatewayProcess
+    from gateways import GatewayProcess
 
 REQUESTS = 2000
 CONCURRENCY = 16

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from modelplane.errors import UsageError
+from modelplane.ledger.append import Appender, PostgresAppender, SqliteAppender
 from modelplane.ledger.migrations import migrate
 from modelplane.ledger.records import CallRecord, ServingRecord
 
@@ -108,16 +109,23 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 class LedgerStore:
     """Appends servings and their calls; answers the small lookups tests and the CLI need."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, appender: Appender | None = None) -> None:
         self.engine = engine
+        self._appender = appender  # None: append through SQLAlchemy (an in-memory SQLite database)
 
     @classmethod
     def from_url(cls, url: str) -> LedgerStore:
         """A store for `sqlite:///path.db` or `postgresql://user@host:port/db`."""
         async_url = _async_url(url)
         if async_url.get_backend_name() == "sqlite":
-            return cls(_sqlite_engine(async_url))
-        return cls(create_async_engine(async_url, pool_pre_ping=True))
+            database = async_url.database or ":memory:"
+            appender = None
+            if database != ":memory:":
+                appender = SqliteAppender(Path(database).expanduser(), _SERVING_NAMES, _CALL_NAMES)
+            return cls(_sqlite_engine(async_url), appender)
+        dsn = async_url.set(drivername="postgresql").render_as_string(hide_password=False)
+        engine = create_async_engine(async_url, pool_pre_ping=True)
+        return cls(engine, PostgresAppender(dsn, _SERVING_NAMES, _CALL_NAMES))
 
     async def open(self) -> None:
         """Bring the schema up to date."""
@@ -126,11 +134,17 @@ class LedgerStore:
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._appender is not None:
+            await self._appender.close()
         await self.engine.dispose()
 
     async def write(self, records: Sequence[ServingRecord]) -> None:
         """Insert the servings and all their calls in one transaction."""
         if not records:
+            return
+        if self._appender is not None:
+            rows = [_serving_values(r) for r in records]
+            await self._appender.append(rows, [_call_values(c) for r in records for c in r.calls])
             return
         servings = [dict(zip(_SERVING_NAMES, _serving_values(r), strict=True)) for r in records]
         calls = [dict(zip(_CALL_NAMES, _call_values(c), strict=True)) for r in records for c in r.calls]

@@ -33,11 +33,11 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         deployment = route(runtime, feature)
         reply = await invoke(serving, deployment, body, runtime.version)
         if isinstance(reply, Stream):
-            return await respond.stream(serving, reply, lambda: gateway.recorder.record(serving, runtime.version))
+            return await respond.stream(serving, reply, gateway.recorder, runtime.version)
     except ModelplaneError as exc:
-        gateway.recorder.record(serving.fail(exc), runtime.version)
+        await gateway.recorder.record(serving.fail(exc), runtime.version)
         raise
-    record = gateway.recorder.record(serving, runtime.version)
+    record = await gateway.recorder.record(serving, runtime.version)
     return respond.answer(serving, reply, record)
 
 
@@ -53,7 +53,7 @@ async def embeddings(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         deployment = route(runtime, feature)
         result = await invoke_embeddings(serving, deployment, body, runtime.version)
     except ModelplaneError as exc:
-        gateway.recorder.record(serving.fail(exc), runtime.version)
+        await gateway.recorder.record(serving.fail(exc), runtime.version)
         raise
-    record = gateway.recorder.record(serving, runtime.version)
+    record = await gateway.recorder.record(serving, runtime.version)
     return respond.json(serving, result.body, record)

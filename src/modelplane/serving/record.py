@@ -1,8 +1,9 @@
 """Stage 11, record: a ledger record, metrics and spans for every serving, off the hot path.
 
 The ledger writer batches in the background; recording only enqueues. When the queue is
-full the record waits in a task for room (backpressure), and `close` waits for those
-tasks, so a clean shutdown loses nothing.
+full the request waits for room (backpressure keeps memory bounded when the database falls
+behind). A serving cut short by cancellation cannot wait, so its record waits in a task
+that `close` awaits: a clean shutdown loses nothing.
 """
 
 from __future__ import annotations
@@ -27,13 +28,24 @@ class Recorder:
         self._waiting: set[asyncio.Task[None]] = set()
         self._unpriced_warned: set[str] = set()
 
-    def record(self, serving: Serving, version: str) -> ServingRecord:
-        record = to_record(serving.finish(), version)
-        self._warn_unpriced(record)
+    async def record(self, serving: Serving, version: str) -> ServingRecord:
+        record = self._observe(serving, version)
+        if not self.writer.submit(record):
+            await self.writer.put(record)
+        return record
+
+    def record_nowait(self, serving: Serving, version: str) -> ServingRecord:
+        """For a serving ended by cancellation, where awaiting is not possible."""
+        record = self._observe(serving, version)
         if not self.writer.submit(record):
             task = asyncio.ensure_future(self.writer.put(record))
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)
+        return record
+
+    def _observe(self, serving: Serving, version: str) -> ServingRecord:
+        record = to_record(serving.finish(), version)
+        self._warn_unpriced(record)
         if self.metrics is not None:
             self.metrics.observe(record)
         self.tracing.emit(record)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import orjson
@@ -10,6 +10,7 @@ import orjson
 from modelplane.errors import ProviderError
 from modelplane.ledger.records import ServingRecord
 from modelplane.providers.base import JSON, Answer, Stream
+from modelplane.serving.record import Recorder
 from modelplane.serving.state import Serving
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -47,7 +48,7 @@ def json(serving: Serving, body: JSON, record: ServingRecord) -> Outcome:
     return Outcome(200, {"content-type": "application/json", **headers_for(serving, record)}, orjson.dumps(body))
 
 
-async def stream(serving: Serving, reply: Stream, finish: Callable[[], ServingRecord]) -> Outcome:
+async def stream(serving: Serving, reply: Stream, recorder: Recorder, version: str) -> Outcome:
     """SSE from a stream. The first chunk is read before headers go out, so an upstream that fails
     before its first byte still yields a proper HTTP error. After that, a break ends the stream
     with an explicit error event, never a silent truncation, and the ledger says `stream_cut`."""
@@ -63,17 +64,17 @@ async def stream(serving: Serving, reply: Stream, finish: Callable[[], ServingRe
                 yield b"data: " + first + b"\n\n"
             async for chunk in chunks:
                 yield b"data: " + chunk + b"\n\n"
-            record = finish()
+            record = await recorder.record(serving, version)
             yield cost_comment(record) + b"data: [DONE]\n\n"
         except ProviderError as exc:
             serving.fail(exc, status="stream_cut")
-            finish()
+            await recorder.record(serving, version)
             yield error_event(exc)
         except BaseException:
-            # The client went away: close the upstream too, and still account for the serving.
+            # The client went away: account for the serving, then close the upstream too.
             serving.status = "client_closed"
+            recorder.record_nowait(serving, version)
             await reply.aclose()
-            finish()
             raise
 
     return Outcome(200, {**SSE_HEADERS, **headers_for(serving, None)}, chunks=sse())
