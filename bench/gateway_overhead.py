@@ -500,6 +500,7 @@ general_settings:
 
 def bench_gateway(gw: Gateway, args: argparse.Namespace, servings_target: int) -> dict:
     res: dict[str, Any] = {"name": gw.name, "version": gw.version()}
+    snap0 = cpu_snapshot()
     t_start = time.monotonic()
     res["startup_s"] = gw.start()
     res["command"] = gw.cmdline
@@ -570,6 +571,9 @@ def bench_gateway(gw: Gateway, args: argparse.Namespace, servings_target: int) -
         f"{gw.name}: {served} servings; RSS {rss_warm:.1f} -> {rss_end:.1f} MB "
         f"({rss_end - rss_warm:+.1f} MB); took {time.monotonic() - t_start:.0f} s"
     )
+    res["foreign_cpu_share"] = foreign_share(snap0, cpu_snapshot())
+    if res["foreign_cpu_share"] > 0.05:
+        log(f"WARNING: other processes used {res['foreign_cpu_share']:.0%} of the CPUs during the {gw.name} run")
     res["shutdown"] = st = gw.stop()
     log(
         f"{gw.name}: stopped on SIGTERM in {st.get('stop_s')} s, exit code {st.get('exit_code')}"
@@ -642,6 +646,48 @@ def summarize(r: dict, direct: dict) -> None:
     r["rps_c64"] = r["throughput_c64"]["rps"]
 
 
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``seconds`` (from /proc/stat); 0.0 if unknown."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return sum(vals), idle
+
+    try:
+        t1, i1 = read()
+        time.sleep(seconds)
+        t2, i2 = read()
+    except OSError:
+        return 0.0
+    return 1.0 - (i2 - i1) / (t2 - t1) if t2 > t1 else 0.0
+
+
+def cpu_snapshot() -> tuple[int, int, int]:
+    """(all CPU ticks, busy ticks, ticks used by this script and its processes, reaped ones included)."""
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    total = sum(vals[:8])  # guest time is already counted in user/nice
+    busy = total - vals[3] - (vals[4] if len(vals) > 4 else 0)
+    ours = 0
+    for p in process_tree(os.getpid()):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rfind(b")") + 2 :].split()
+        ours += sum(int(x) for x in rest[11:15])  # utime stime cutime cstime
+    return total, busy, ours
+
+
+def foreign_share(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """Share of all CPU time between two snapshots used by processes that are not ours."""
+    dt = b[0] - a[0]
+    return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / dt) if dt > 0 else 0.0
+
+
 def machine_info() -> dict:
     cpu = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -704,9 +750,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # turn SIGTERM into a normal exit so the finally-block cleans up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 
     command_line = shlex.join([sys.executable, *sys.argv])
     print(f"command: {command_line}", flush=True)
+    busy_start = cpu_busy()
+    if busy_start > 0.2:
+        log(f"WARNING: the machine is busy ({busy_start:.0%} of all CPUs in use before the start); figures will be off")
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     procs = Procs()
@@ -778,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     out["elapsed_s"] = time.monotonic() - t0
+    out["cpu_busy_before_start"] = busy_start
+    noisy = {n: r["foreign_cpu_share"] for n, r in out["gateways"].items() if r["foreign_cpu_share"] > 0.05}
     header, body = build_table(out)
     out["table"] = {"header": header, "rows": body}
     mp, ll = out["gateways"].get("modelplane"), out["gateways"].get("litellm")
@@ -827,6 +879,10 @@ def main(argv: list[str] | None = None) -> int:
             f"({mp['rss_growth_mb']:+.1f} MB over {mp['servings'] - mp['rss_warmup_servings']:,} servings)"
         )
     print(f"results:    {args.out}   (total {out['elapsed_s']:.0f} s)")
+    if busy_start > 0.2:
+        print(f"WARNING:    {busy_start:.0%} of the CPUs were busy before the start: something else was running")
+    for n, share in noisy.items():
+        print(f"WARNING:    other processes used {share:.0%} of the CPUs during the {n} run: its figures are off")
     return 0
 
 

@@ -15,7 +15,12 @@ from modelplane.serving.runtime import Deployment
 
 
 def new_id() -> str:
-    return os.urandom(12).hex()
+    """A 24-hex-digit id that sorts by time: nanoseconds, then 32 random bits.
+
+    Ids that grow with time land at the end of the ledger's B-tree indexes; random ones
+    land anywhere, and made every insert about twice as expensive.
+    """
+    return f"{time.time_ns():016x}{os.urandom(4).hex()}"
 
 
 @dataclass(slots=True)
