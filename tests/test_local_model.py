@@ -67,3 +67,31 @@ def test_a_streamed_answer_from_the_bundled_model(gateway: GatewayProcess) -> No
     deltas = [chunk.choices[0].delta.content for chunk in stream if chunk.choices]
     assert any(delta for delta in deltas)
     assert (Path(gateway.home) / "ledger.db").is_file()
+
+
+def test_generation_does_not_block_the_event_loop(gateway: GatewayProcess) -> None:
+    """While the model generates in its worker thread, the gateway keeps answering."""
+    import threading
+    import time
+
+    import httpx
+
+    finished = threading.Event()
+
+    def generate() -> None:
+        try:
+            client(gateway).chat.completions.create(model="chat", messages=HI, max_tokens=200)
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    health_answers = 0
+    while not finished.is_set():
+        answered = httpx.get(gateway.url + "/healthz", timeout=5.0)
+        assert answered.status_code == 200
+        if not finished.is_set():
+            health_answers += 1
+        time.sleep(0.01)
+    worker.join()
+    assert health_answers >= 3, "the gateway stopped answering while the local model generated"

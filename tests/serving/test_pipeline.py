@@ -173,3 +173,25 @@ async def test_stream_failing_before_first_byte_is_a_plain_error(gateway: Gatewa
     fake.script(Reply(content="one two", cut_after=0))
     with pytest.raises(ProviderError):
         await pipeline.chat(gateway, Inbound(chat_body(stream=True), FREE))
+
+
+async def test_the_ledger_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    config = parse_config(CONFIG, env={})
+    config = config.model_copy(update={"ledger": config.ledger.model_copy(update={"url": postgres_url})})
+    fake = FakeProvider("up")
+    gw = await Gateway.start(LoadedConfig(config, "v-pg", "test", False, tmp_path), providers={"up": fake})
+    outcomes = [await pipeline.chat(gw, Inbound(chat_body(), FREE)) for _ in range(3)]
+    fake.script(rate_limited())
+    with pytest.raises(ProviderError):
+        await pipeline.chat(gw, Inbound(chat_body(), FREE))
+    await gw.close()
+    store = LedgerStore.from_url(postgres_url)
+    try:
+        rows = await store.servings()
+        assert len(rows) == 4 and await store.count("calls") == 4
+        served = {o.headers["x-modelplane-serving"] for o in outcomes}
+        assert {r["serving_id"] for r in rows if r["status"] == "ok"} == served
+        assert [r["error_class"] for r in rows if r["status"] == "error"] == ["rate_limit"]
+        assert all(r["config_version"] == "v-pg" for r in rows)
+    finally:
+        await store.close()
