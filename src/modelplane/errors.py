@@ -58,7 +58,15 @@ class UsageError(ModelplaneError):
 
 
 class LedgerError(ModelplaneError):
-    """The ledger database refused a write (the batch was rolled back; the writer retries it)."""
+    """The ledger database refused a write; the batch was rolled back.
+
+    `permanent` means the records themselves were refused (a duplicate id, a bad value):
+    writing them again cannot succeed, so the writer sets them aside instead of retrying.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class RequestError(ModelplaneError):

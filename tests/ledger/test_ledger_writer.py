@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 
 from modelplane.errors import ModelplaneError
@@ -134,3 +135,34 @@ async def test_put_waits_for_room_instead_of_dropping(sqlite_store: LedgerStore,
     await asyncio.wait_for(writer.close(), timeout=5)
     ids = {row["id"] for row in await store.servings()}
     assert ids == {f"req-{n}" for n in range(5)}
+
+
+async def test_a_refused_record_is_set_aside_and_the_rest_written(
+    sqlite_store: LedgerStore, make_serving: MakeServing, tmp_path: Path
+) -> None:
+    # The fast path (a real file-backed store) raises a permanent LedgerError on a duplicate id.
+    await sqlite_store.write([make_serving(3)])
+    spill = tmp_path / "spill.jsonl"
+    writer = LedgerWriter(sqlite_store, batch_size=10, flush_interval=0.01, spill_path=spill)
+    for i in range(10):
+        assert writer.submit(make_serving(100 + i if i != 6 else 3))
+    await asyncio.wait_for(writer.close(), 10)
+    assert await sqlite_store.count() == 10  # the first 3, plus nine of the ten
+    assert writer.written == 9 and writer.spilled == 1
+    (line,) = spill.read_text().splitlines()
+    assert orjson.loads(line)["id"] == make_serving(3).id
+
+
+async def test_shutdown_with_the_database_down_spills_instead_of_hanging(
+    sqlite_store: LedgerStore, make_serving: MakeServing, tmp_path: Path
+) -> None:
+    store = CountingStore(sqlite_store, failures=10**6)
+    spill = tmp_path / "spill.jsonl"
+    writer = LedgerWriter(store, flush_interval=0.01, retry_initial=0.01, spill_path=spill, close_timeout=0.3)
+    writer.start()
+    for i in range(25):
+        assert writer.submit(make_serving(i))
+    await asyncio.wait_for(writer.close(), 10)
+    ids = [orjson.loads(line)["id"] for line in spill.read_text().splitlines()]
+    assert sorted(ids) == sorted(make_serving(i).id for i in range(25))
+    assert writer.spilled == 25 and writer.written == 0

@@ -55,7 +55,8 @@ class SqliteAppender:
                 conn.executemany(self._calls_sql, calls)
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            raise LedgerError(f"SQLite refused a ledger write: {exc}") from exc
+            permanent = isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError)
+            raise LedgerError(f"SQLite refused a ledger write: {exc}", permanent=permanent) from exc
         conn.execute("COMMIT")
 
     async def close(self) -> None:
@@ -89,7 +90,8 @@ class PostgresAppender:
                 if calls:
                     await conn.copy_records_to_table("calls", records=calls, columns=self._call_columns)
         except asyncpg.PostgresError as exc:
-            raise LedgerError(f"Postgres refused a ledger write: {exc}") from exc
+            permanent = isinstance(exc, asyncpg.IntegrityConstraintViolationError | asyncpg.DataError)
+            raise LedgerError(f"Postgres refused a ledger write: {exc}", permanent=permanent) from exc
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -2,16 +2,24 @@
 
 Requests hand records to a bounded queue; one task writes them in batches. A failed write
 is retried with capped backoff rather than dropped, and `close()` drains the queue, which
-is what makes "no record lost on a clean shutdown (SIGTERM)" true.
+is what makes "no record lost on a clean shutdown (SIGTERM)" true. Two cases cannot wait
+for the database: records it refuses outright (isolated by splitting the batch), and a
+shutdown while it stays down past `close_timeout`. Those records go to the spill file as
+JSON lines, with a log line saying how many and where.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
+from pathlib import Path
 
-from modelplane.errors import ModelplaneError
+import orjson
+
+from modelplane.errors import LedgerError, ModelplaneError
 from modelplane.ledger.records import ServingRecord
 from modelplane.ledger.store import LedgerStore
 
@@ -30,6 +38,8 @@ class LedgerWriter:
         flush_interval: float = 0.05,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
+        spill_path: Path | None = None,
+        close_timeout: float = 30.0,
     ) -> None:
         self._store = store
         self._queue: asyncio.Queue[ServingRecord] = asyncio.Queue(maxsize=queue_size)
@@ -40,7 +50,11 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._closing = asyncio.Event()  # wakes a task that is waiting for a batch to fill
+        self._spill_path = spill_path
+        self._close_timeout = close_timeout
+        self._give_up_at: float | None = None
         self.written = 0
+        self.spilled = 0
 
     @property
     def depth(self) -> int:
@@ -75,6 +89,7 @@ class LedgerWriter:
     async def close(self) -> None:
         """Stop accepting records, write every queued one, then stop the task."""
         self._closed = True
+        self._give_up_at = time.monotonic() + self._close_timeout
         self._closing.set()
         task = self._started()  # a writer that was never started still owes its queue to the store
         drained = asyncio.ensure_future(self._queue.join())
@@ -116,11 +131,45 @@ class LedgerWriter:
         while True:
             try:
                 await self._store.write(batch)
-            except Exception:
-                # The database may be restarting; keep the batch and try again.
-                _log.exception("ledger write of %d records failed; retrying in %.2fs", len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
+            except LedgerError as exc:
+                if not exc.permanent:
+                    delay = await self._wait_or_spill(batch, exc, delay)
+                    if delay < 0:
+                        return
+                    continue
+                if len(batch) == 1:
+                    self._spill(batch, f"the database refused it: {exc}")
+                    return
+                # Split until the refused records stand alone; the rest are written.
+                middle = len(batch) // 2
+                await self._write(batch[:middle])
+                await self._write(batch[middle:])
+                return
+            except Exception as exc:
+                delay = await self._wait_or_spill(batch, exc, delay)
+                if delay < 0:
+                    return
             else:
                 self.written += len(batch)
                 return
+
+    async def _wait_or_spill(self, batch: list[ServingRecord], exc: Exception, delay: float) -> float:
+        """Back off before the next try; past the shutdown deadline, spill the batch and return -1."""
+        if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
+            self._spill(batch, f"the database is still failing at shutdown: {exc}")
+            return -1.0
+        # The database may be restarting; keep the batch and try again.
+        _log.error("ledger write of %d records failed (%s); retrying in %.2fs", len(batch), exc, delay)
+        await asyncio.sleep(delay)
+        return min(delay * 2, self._retry_max)
+
+    def _spill(self, batch: list[ServingRecord], reason: str) -> None:
+        self.spilled += len(batch)
+        if self._spill_path is None:
+            _log.error("%d ledger records LOST (%s) and no spill file is configured", len(batch), reason)
+            return
+        self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._spill_path.open("ab") as spill:
+            for record in batch:
+                spill.write(orjson.dumps(dataclasses.asdict(record)) + b"\n")
+        _log.error("%d ledger records written to %s instead (%s)", len(batch), self._spill_path, reason)

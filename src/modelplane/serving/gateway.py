@@ -43,6 +43,7 @@ class Gateway:
             queue_size=config.ledger.queue_size,
             batch_size=config.ledger.batch_size,
             flush_interval=config.ledger.flush_interval,
+            spill_path=loaded.home / "ledger-spill.jsonl",
         )
         writer.start()
         metrics = Metrics() if config.telemetry.metrics else None
