@@ -15,10 +15,10 @@ import orjson
 from modelplane.errors import ErrorClass, ProviderError
 from modelplane.providers import http
 from modelplane.providers.anthropic_wire import ChunkTranslator, to_chat_completion, to_messages_request
-from modelplane.providers.base import JSON, Answer, ChatRequest, Provider, Reply, Stream, Timeouts
+from modelplane.providers.base import Answer, ChatRequest, Reply, Stream
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(http.HttpProvider):
     """Anthropic's Messages API (`POST {base_url}/messages`)."""
 
     kind = "anthropic"
@@ -32,26 +32,14 @@ class AnthropicProvider(Provider):
         headers: dict[str, str] | None = None,
         version: str = "2023-06-01",
     ) -> None:
-        super().__init__(name)
-        self.base_url = base_url.rstrip("/")
-        self._headers = {"anthropic-version": version, "content-type": "application/json"}
+        fixed = {"anthropic-version": version, "content-type": "application/json"}
         if api_key:
-            self._headers["x-api-key"] = api_key
-        self._headers.update(headers or {})
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = http.new_session(self._headers)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+            fixed["x-api-key"] = api_key
+        super().__init__(name, base_url=base_url, headers={**fixed, **(headers or {})})
 
     async def chat(self, request: ChatRequest) -> Reply:
         payload = to_messages_request(request.body, request.model)
-        response = await self._open(payload, request.timeouts)
+        response = await self.post("/messages", payload, request.timeouts)
         if request.stream:
             return AnthropicStream(response, request.model, include_usage=request.include_usage)
         async with response:
@@ -61,20 +49,6 @@ class AnthropicProvider(Provider):
         body, usage = to_chat_completion(http.decode_json(raw), created=int(time.time()))
         model = str(body["model"] or request.model)
         return Answer(body=body, usage=usage, model=model, first_token_at=first_byte)
-
-    async def _open(self, payload: JSON, timeouts: Timeouts) -> aiohttp.ClientResponse:
-        """POST the request and return the response once a 2xx status and headers arrived."""
-        if self._session is None:
-            await self.start()
-        assert self._session is not None  # start() just made it
-        with http.classified("connect"):
-            response = await self._session.post(
-                f"{self.base_url}/messages", data=orjson.dumps(payload), timeout=http.client_timeout(timeouts)
-            )
-            if response.status >= 300:
-                async with response:
-                    raise http.classify_status(response.status, response.headers, await response.read())
-        return response
 
 
 class AnthropicStream(Stream):

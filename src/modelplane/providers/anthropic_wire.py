@@ -369,11 +369,7 @@ class ChunkTranslator:
             index = self._tool_index.get(int(event.get("index", 0)), 0)
             return [
                 self._chunk(
-                    {
-                        "tool_calls": [
-                            {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
-                        ]
-                    }
+                    {"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]}
                 )
             ]
         return []  # thinking and signature deltas have no chat-completions twin

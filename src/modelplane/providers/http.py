@@ -16,9 +16,42 @@ import aiohttp
 import orjson
 
 from modelplane.errors import ErrorClass, ProviderError
-from modelplane.providers.base import Timeouts
+from modelplane.providers.base import JSON, Provider, Timeouts
 
 _CONTEXT_MARKERS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
+
+
+class HttpProvider(Provider):
+    """A provider reached over HTTP: owns one pooled session and POSTs JSON to `base_url`."""
+
+    def __init__(self, name: str, *, base_url: str, headers: dict[str, str]) -> None:
+        super().__init__(name)
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = new_session(self._headers)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, path: str, body: JSON, timeouts: Timeouts) -> aiohttp.ClientResponse:
+        """POST and return the open response once its status is 2xx; classify anything else."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None  # start() just made it
+        with classified("connect"):
+            response = await self._session.post(
+                self.base_url + path, data=orjson.dumps(body), timeout=client_timeout(timeouts)
+            )
+            if response.status >= 300:
+                async with response:
+                    raise classify_status(response.status, response.headers, await response.read())
+        return response
 
 
 def new_session(headers: dict[str, str], *, limit: int = 256) -> aiohttp.ClientSession:

@@ -15,7 +15,7 @@ import orjson
 
 from modelplane.errors import ErrorClass, ProviderError
 from modelplane.providers import http
-from modelplane.providers.base import JSON, Answer, ChatRequest, Embeddings, Provider, Stream, Timeouts, Usage
+from modelplane.providers.base import JSON, Answer, ChatRequest, Embeddings, Stream, Timeouts, Usage
 
 
 def usage_from_openai(data: Any) -> Usage:
@@ -32,7 +32,7 @@ def usage_from_openai(data: Any) -> Usage:
     )
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(http.HttpProvider):
     """An OpenAI-compatible chat-completions and embeddings API."""
 
     kind = "openai"
@@ -41,28 +41,17 @@ class OpenAIProvider(Provider):
     def __init__(
         self, name: str, *, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(name)
-        self.base_url = base_url.rstrip("/")
-        self._headers = {"content-type": "application/json", **(headers or {})}
+        fixed = {"content-type": "application/json"}
         if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = http.new_session(self._headers)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+            fixed["authorization"] = f"Bearer {api_key}"
+        super().__init__(name, base_url=base_url, headers={**fixed, **(headers or {})})
 
     async def chat(self, request: ChatRequest) -> Answer | Stream:
         body = {**request.body, "model": request.model}
         if request.stream:
             # Always ask for usage so the ledger can price the stream; the client only sees it if it asked.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        response = await self._post("/chat/completions", body, request.timeouts)
+        response = await self.post("/chat/completions", body, request.timeouts)
         if request.stream:
             return _OpenAIStream(response, request.model, forward_usage=request.include_usage)
         raw = await http.read_body(response)
@@ -75,25 +64,11 @@ class OpenAIProvider(Provider):
         )
 
     async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
-        response = await self._post("/embeddings", {**body, "model": model}, timeouts)
+        response = await self.post("/embeddings", {**body, "model": model}, timeouts)
         data = http.decode_json(await http.read_body(response))
         if not isinstance(data.get("data"), list):
             raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream embeddings answer has no `data` list")
         return Embeddings(data, usage_from_openai(data.get("usage")), str(data.get("model") or model))
-
-    async def _post(self, path: str, body: JSON, timeouts: Timeouts) -> aiohttp.ClientResponse:
-        """POST and return the open response once its status is 2xx; classify anything else."""
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        with http.classified("connect"):
-            response = await self._session.post(
-                self.base_url + path, data=orjson.dumps(body), timeout=http.client_timeout(timeouts)
-            )
-            if response.status >= 300:
-                async with response:
-                    raise http.classify_status(response.status, response.headers, await response.read())
-        return response
 
 
 class _OpenAIStream(Stream):
