@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
+import urllib.request
 
-import httpx
 import openai
 
 BASE_URL = "http://127.0.0.1:8400"
@@ -20,9 +21,10 @@ def wait_until_ready(timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{BASE_URL}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
+            with urllib.request.urlopen(f"{BASE_URL}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
     sys.exit(f"the gateway at {BASE_URL} did not become ready within {timeout:.0f}s; is `modelplane serve` running?")
@@ -39,7 +41,7 @@ def main() -> None:
     print(answer.choices[0].message.content)
     print(
         f"\n[model {raw.headers['x-modelplane-model']}, {answer.usage.total_tokens if answer.usage else '?'} tokens, "
-        f"cost ${raw.headers['x-modelplane-cost-usd']}, serving {raw.headers['x-modelplane-serving']}]"
+        f"cost ${float(raw.headers['x-modelplane-cost-usd']):.6f}, serving {raw.headers['x-modelplane-serving']}]"
     )
 
 
