@@ -61,6 +61,16 @@ class ProtocolError(Exception):
     pass
 
 
+def valid_chat_completion(body: bytes) -> bool:
+    """A 200 body that is a ``chat.completion`` with at least one choice carrying a message."""
+    try:
+        obj = json.loads(body)
+        choices = obj["choices"]
+        return obj.get("object") == "chat.completion" and bool(choices) and isinstance(choices[0]["message"], dict)
+    except Exception:
+        return False
+
+
 def _expire(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("request timed out"))
@@ -189,6 +199,8 @@ async def run(args: argparse.Namespace) -> dict:
     statuses: dict[int, int] = {}
     errors: dict[str, int] = {}
     samples: list[str] = []
+    invalid = [0]
+    check_body = args.check_body
     remaining = [args.requests]
     reconnects = [0]
     timeout = args.timeout
@@ -231,7 +243,11 @@ async def run(args: argparse.Namespace) -> dict:
             if not count_results:
                 continue
             statuses[status] = statuses.get(status, 0) + 1
-            if status == 200:
+            if status == 200 and check_body and not valid_chat_completion(body):
+                invalid[0] += 1
+                if len(samples) < 3:
+                    samples.append(f"invalid 200 body: {body[:300].decode(errors='replace')}")
+            elif status == 200:
                 latencies.append(t1 - t0)
                 last_done[0] = t1
             elif len(samples) < 3:
@@ -286,6 +302,8 @@ async def run(args: argparse.Namespace) -> dict:
         "mean_ms": (sum(lat_sorted) / len(lat_sorted) / 1e6) if lat_sorted else None,
         "request_bytes": len(req),
     }
+    if check_body:
+        out["invalid_200"] = invalid[0]
     if args.raw:
         out["latencies_ns"] = latencies
     return out
@@ -302,6 +320,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="bench-model")
     ap.add_argument("--api-key", default=None, help="sent as 'Authorization: Bearer KEY'")
     ap.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
+    ap.add_argument(
+        "--check-body",
+        action="store_true",
+        help="count a 200 as ok only if its body is a valid chat.completion (else in invalid_200)",
+    )
     ap.add_argument("--raw", action="store_true", help="include raw latencies (ns) in the output")
     ap.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     args = ap.parse_args(argv)

@@ -10,6 +10,14 @@ parses just enough of each request: the request line, the headers and a
 * ``GET /v1/models`` with a one-model list;
 * any other path with a small 404 JSON.
 
+Fault mode (off by default; ``bench/chaos.py`` uses it): ``--fail-rate F``
+answers a random share F of the chat requests (seeded RNG, ``--seed``) with
+``--fail-status`` (500 by default) instead, ``--fail-rate 1 --fail-status 503``
+makes an upstream that is down but still counts what it gets. ``--stats`` (or
+any fault flag) adds ``GET /__stats``: a JSON object with the request counts
+and the unix time of every chat request (``chat_times``) and of every failed
+one (``fail_times``); ``/__stats`` itself is not counted.
+
 All responses are prebuilt bytes, so the stub costs a few microseconds per
 request and leaves the CPU to the gateway under test.
 
@@ -125,6 +133,29 @@ RESP_400 = _response(b"400 Bad Request", b'{"error":{"message":"bad request"}}')
 
 _STATS = {"requests": 0}
 
+# Fault mode (see the module docstring); None: off, the default.
+_FAULT: dict | None = None
+
+
+def _fault_answer(path: bytes, method: bytes) -> bytes | None:
+    """The response in fault/stats mode for this request, or None to answer as usual."""
+    f = _FAULT
+    assert f is not None
+    if path == b"/__stats" and method == b"GET":
+        return _response(b"200 OK", json.dumps(f["stats"], separators=(",", ":")).encode())
+    st = f["stats"]
+    st["requests"] += 1
+    if method == b"POST" and path.endswith(b"/chat/completions"):
+        now = time.time()
+        st["chat"] += 1
+        st["chat_times"].append(now)
+        if f["rate"] > 0 and (f["rate"] >= 1 or f["rng"].random() < f["rate"]):
+            st["failed"] += 1
+            st["fail_times"].append(now)
+            return f["resp"]
+        st["ok"] += 1
+    return None
+
 
 class StubProtocol(asyncio.Protocol):
     __slots__ = ("buf", "transport")
@@ -184,7 +215,9 @@ class StubProtocol(asyncio.Protocol):
             q = path.find(b"?")
             if q >= 0:
                 path = path[:q]
-            if method == b"POST" and path.endswith(b"/chat/completions"):
+            if _FAULT is not None and (fault := _fault_answer(path, method)) is not None:
+                out.append(fault)
+            elif method == b"POST" and path.endswith(b"/chat/completions"):
                 if b'"stream"' in body and _wants_stream(body):
                     out.append(RESP_STREAM)
                 else:
@@ -262,9 +295,40 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    ap.add_argument("--fail-rate", type=float, default=0.0, help="share of chat requests answered with an error")
+    ap.add_argument("--fail-status", type=int, default=500, help="status of those errors (default 500)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the RNG that picks the failing requests")
+    ap.add_argument("--stats", action="store_true", help="serve GET /__stats (implied by --fail-rate)")
     args = ap.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
+    if args.fail_rate > 0 or args.stats:
+        import random
+
+        global _FAULT
+        reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(
+            args.fail_status, "Error"
+        )
+        err = json.dumps(
+            {"error": {"message": f"stub: injected {args.fail_status}", "type": "server_error", "code": None}},
+            separators=(",", ":"),
+        ).encode()
+        _FAULT = {
+            "rate": args.fail_rate,
+            "rng": random.Random(args.seed),
+            "resp": _response(f"{args.fail_status} {reason}".encode(), err),
+            "stats": {
+                "fail_rate": args.fail_rate,
+                "fail_status": args.fail_status,
+                "seed": args.seed,
+                "requests": 0,
+                "chat": 0,
+                "ok": 0,
+                "failed": 0,
+                "chat_times": [],
+                "fail_times": [],
+            },
+        }
     install_uvloop()
     asyncio.run(serve(args.host, args.port))
 

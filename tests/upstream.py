@@ -398,6 +398,7 @@ class ScriptedUpstream:
 
     def __init__(self) -> None:
         self._queue: deque[Step] = deque()
+        self.default: Step = ok()  # what an empty queue answers; e.g. error(500) for an upstream that is down
         self._lock = threading.Lock()
         self.requests: list[Received] = []
         self._runner: web.AppRunner | None = None
@@ -411,6 +412,13 @@ class ScriptedUpstream:
         """Queue behaviours for the next requests, in order."""
         with self._lock:
             self._queue.extend(steps)
+
+    def reset(self) -> None:
+        """Forget scripted steps and received requests; answer ok() again."""
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.default = ok()
 
     def count(self, path_suffix: str = "/chat/completions") -> int:
         """How many received requests had a path ending with `path_suffix`."""
@@ -465,7 +473,7 @@ class ScriptedUpstream:
 
     def _next_step(self) -> Step:
         with self._lock:
-            return self._queue.popleft() if self._queue else ok()
+            return self._queue.popleft() if self._queue else self.default
 
     def _handler(self, wire: Wire) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:

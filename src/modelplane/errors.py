@@ -8,7 +8,7 @@
     │   ├── BadRequest           400  malformed JSON, wrong field type
     │   ├── Unauthorized         401  missing or unknown API key
     │   ├── Forbidden            403  the key may not use this
-    │   ├── NotFound             404  unknown feature or model
+    │   ├── NotFound             404  unknown feature, model or escalation
     │   └── PayloadTooLarge      413  body over the configured limit
     └── ProviderError          an upstream call failed; `error_class` says how (adapters classify)
 

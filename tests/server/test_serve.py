@@ -56,6 +56,8 @@ keys:
   - {{hash: "{key_hash(ADMIN_KEY)}", tenant: ops, tier: pro, admin: true, name: ops-admin}}
 ledger: {{url: "sqlite:///{ledger}"}}
 server: {{max_body_bytes: 2048}}
+# One attempt, no fallback: these tests check how each upstream failure reaches the client.
+resilience: {{retry: {{attempts: 1}}}}
 """,
         encoding="utf-8",
     )

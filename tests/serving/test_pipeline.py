@@ -31,6 +31,7 @@ features:
   reply: {{route: {{strategy: single, models: [small]}}}}
   premium: {{route: {{strategy: single, models: [small]}}, tiers: [pro]}}
   unpriced: {{route: {{strategy: single, models: [mystery]}}}}
+resilience: {{retry: {{attempts: 1}}}}  # see test_resilience.py for retries and fallbacks
 keys:
   - {{hash: "{hash_key("free-key")}", tenant: acme, tier: free}}
   - {{hash: "{hash_key("pro-key")}", tenant: globex, tier: pro}}

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from modelplane.cli import config, keys, serve
+from modelplane.cli import config, escalations, keys, serve
 
 app = typer.Typer(
     name="modelplane",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(keys.app, name="keys")
+app.add_typer(escalations.app, name="escalations")
 
 
 def run() -> None:

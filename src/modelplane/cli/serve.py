@@ -87,12 +87,11 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
+        # The handlers stay installed after serving: a second SIGTERM during the last moments of a
+        # graceful shutdown must not kill the process with the default action.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle_exit)
+        yield
 
 
 def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log_level: str) -> None:

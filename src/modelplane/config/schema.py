@@ -7,7 +7,7 @@ sections to each other (a route naming an unknown model) live in `config/checks.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -57,11 +57,48 @@ class TimeoutConfig(Strict):
     total: PositiveSeconds = 600.0
 
 
+class DeploymentConfig(Strict):
+    """One more place the same model is served (another key, region or local server)."""
+
+    provider: str
+    name: str | None = None  # defaults to the model's upstream name
+    weight: float = Field(default=1.0, gt=0)
+
+
 class ModelConfig(Strict):
     provider: str
     name: str | None = None  # the upstream's model name; defaults to the model's key
     price: Price | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    weight: float = Field(default=1.0, gt=0)  # of the deployment on `provider`, among `deployments`
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+
+
+class RetryConfig(Strict):
+    """Retries of one model before the chain moves on: exponential backoff with full jitter."""
+
+    attempts: int = Field(default=2, ge=1)  # tries per model, the first included
+    initial: PositiveSeconds = 0.1
+    max: PositiveSeconds = 5.0
+    max_retry_after: PositiveSeconds = 10.0  # a longer `retry-after` moves to the next model instead
+    # Retries may add at most this share of the first attempts (plus a floor per second),
+    # so an outage cannot multiply the load on a struggling upstream.
+    budget_ratio: float = Field(default=0.2, ge=0)
+    budget_min_per_second: float = Field(default=5.0, ge=0)
+
+
+class BreakerConfig(Strict):
+    """A circuit breaker per model deployment."""
+
+    window: PositiveSeconds = 30.0
+    min_requests: int = Field(default=10, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    cooldown: PositiveSeconds = 15.0
+
+
+class ResilienceConfig(Strict):
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
 
 class TierConfig(Strict):
@@ -77,14 +114,29 @@ class TierConfig(Strict):
 
 
 class RouteConfig(Strict):
+    """Which models answer: the strategy picks among `models`; after them, in order, the fallback
+    chain tries the other `models`, then `fallback` (e.g. a local model), then the deterministic answer."""
+
     strategy: Literal["single"] = "single"
     models: list[str] = Field(min_length=1)
+    fallback: list[str] = Field(default_factory=list)
+    deterministic_fallback: str | None = None
+
+
+class OutputConfig(Strict):
+    """Validation of the model's answer before the product sees it."""
+
+    json_schema: dict[str, Any] | str | None = None  # inline, or a path relative to the config file
+    repair: bool = True
+    reask: int = Field(default=1, ge=0)
 
 
 class FeatureConfig(Strict):
     route: RouteConfig
     tiers: list[str] | None = None  # None: every tier may use the feature
     description: str = ""
+    deadline: PositiveSeconds | None = None  # for the whole serving, every retry and fallback included
+    output: OutputConfig | None = None
 
 
 class KeyConfig(Strict):
@@ -116,6 +168,11 @@ class TelemetryConfig(Strict):
     service_name: str = "modelplane"
 
 
+class RedisConfig(Strict):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "modelplane"
+
+
 class Config(Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -125,3 +182,5 @@ class Config(Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    redis: RedisConfig | None = None  # shared state across gateway workers (breakers, …)

@@ -93,7 +93,32 @@ async def m001_servings_and_calls(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls,)
+async def m002_escalations(conn: AsyncConnection) -> None:
+    """Create `escalations`: servings whose output failed validation, waiting for a person."""
+    metadata = sa.MetaData()
+    escalations = sa.Table(
+        "escalations",
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("serving_id", sa.Text, nullable=False),
+        sa.Column("request_id", sa.Text, nullable=False),
+        sa.Column("tenant", sa.Text, nullable=False),
+        sa.Column("tier", sa.Text, nullable=False),
+        sa.Column("feature", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("request", sa.Text, nullable=False),  # the request body as JSON
+        sa.Column("last_output", sa.Text, nullable=True),
+        sa.Column("status", sa.Text, nullable=False, server_default="open"),
+        sa.Column("resolved_at", sa.Double, nullable=True),
+        sa.Column("resolution", sa.Text, nullable=True),
+        sa.Column("config_version", sa.Text, nullable=False, server_default=""),
+    )
+    sa.Index("ix_escalations_status_ts", escalations.c.status, escalations.c.ts)
+    await conn.run_sync(metadata.create_all)
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls, m002_escalations)
 
 
 async def migrate(conn: AsyncConnection) -> list[str]:

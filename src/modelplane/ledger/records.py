@@ -1,4 +1,5 @@
-"""What the ledger holds: one `ServingRecord` per gateway request, one `CallRecord` per upstream call.
+"""What the ledger holds: one `ServingRecord` per gateway request, one `CallRecord` per upstream call,
+and an `EscalationRecord` for each serving whose output a person has to look at.
 
 A serving is one user-facing request to a feature. Requests that carry the same
 `X-Modelplane-Serving` id form one serving, so `serving_id` may repeat across serving
@@ -8,6 +9,7 @@ records; `id` never does. Every call points at the request that made it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -64,3 +66,23 @@ class ServingRecord:
     ttft_ms: float | None = None
     config_version: str = ""
     calls: list[CallRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EscalationRecord:
+    """A serving whose output failed validation on every model: the client got the deterministic answer."""
+
+    id: str
+    ts: float  # unix seconds when it was escalated
+    serving_id: str
+    request_id: str
+    tenant: str
+    tier: str
+    feature: str
+    reason: str  # the last validation error
+    request: dict[str, Any]  # the chat request body as the client sent it
+    last_output: str | None = None  # the last answer a model gave, if any
+    status: str = "open"  # "open" or "resolved"
+    resolved_at: float | None = None
+    resolution: str | None = None
+    config_version: str = ""

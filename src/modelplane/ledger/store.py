@@ -7,11 +7,13 @@ analytical belongs on the request path.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -22,7 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from modelplane.errors import UsageError
 from modelplane.ledger.append import Appender, PostgresAppender, SqliteAppender
 from modelplane.ledger.migrations import migrate
-from modelplane.ledger.records import CallRecord, ServingRecord
+from modelplane.ledger.records import CallRecord, EscalationRecord, ServingRecord
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -37,7 +39,9 @@ _SQL_TYPES: dict[str, type[sa.types.TypeEngine[Any]]] = {
     "int": sa.BigInteger,
     "float": sa.Double,
     "bool": sa.Boolean,
+    "dict[str, Any]": sa.Text,  # JSON text; the store encodes and decodes it
 }
+_ESCALATION_STATUSES = ("open", "resolved")
 
 
 def _table(name: str, record_type: type[Any]) -> sa.Table:
@@ -58,6 +62,7 @@ def _table(name: str, record_type: type[Any]) -> sa.Table:
 
 _SERVINGS = _table("servings", ServingRecord)
 _CALLS = _table("calls", CallRecord)
+_ESCALATIONS = _table("escalations", EscalationRecord)
 _TABLES = {"servings": _SERVINGS, "calls": _CALLS}
 _SERVING_NAMES = tuple(_SERVINGS.c.keys())
 _CALL_NAMES = tuple(_CALLS.c.keys())
@@ -171,7 +176,45 @@ class LedgerStore:
         query = sa.select(_CALLS).where(_CALLS.c.request_id == request_id).order_by(_CALLS.c.ts, _CALLS.c.attempt)
         return await self._rows(query)
 
+    async def add_escalation(self, record: EscalationRecord) -> None:
+        """Queue a serving for a person. Rare, so written at once rather than through the batched writer."""
+        row = dataclasses.asdict(record)
+        row["request"] = orjson.dumps(record.request).decode()
+        async with self.engine.begin() as conn:
+            await conn.execute(_ESCALATIONS.insert().values(**row))
+
+    async def escalations(self, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+        """Escalations newest first; `status` None means every status."""
+        query = sa.select(_ESCALATIONS).order_by(_ESCALATIONS.c.ts.desc(), _ESCALATIONS.c.id.desc()).limit(limit)
+        if status is not None:
+            if status not in _ESCALATION_STATUSES:
+                hint = f"use one of {', '.join(_ESCALATION_STATUSES)} or all"
+                raise UsageError(f"unknown escalation status {status!r}", hint=hint)
+            query = query.where(_ESCALATIONS.c.status == status)
+        return [_escalation(row) for row in await self._rows(query)]
+
+    async def escalation(self, escalation_id: str) -> dict[str, Any] | None:
+        """One escalation by id, or None."""
+        rows = await self._rows(sa.select(_ESCALATIONS).where(_ESCALATIONS.c.id == escalation_id))
+        return _escalation(rows[0]) if rows else None
+
+    async def resolve_escalation(self, escalation_id: str, resolution: str) -> bool:
+        """Mark an open escalation resolved; False when the id is unknown or already resolved."""
+        update = (
+            _ESCALATIONS.update()
+            .where(_ESCALATIONS.c.id == escalation_id, _ESCALATIONS.c.status == "open")
+            .values(status="resolved", resolved_at=time.time(), resolution=resolution)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update)
+        return result.rowcount == 1
+
     async def _rows(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             result = await conn.execute(query)
             return [dict(row._mapping) for row in result]
+
+
+def _escalation(row: dict[str, Any]) -> dict[str, Any]:
+    # str(): SQLAlchemy's keys are a str subclass, which orjson refuses to encode.
+    return {str(key): value for key, value in row.items()} | {"request": orjson.loads(row["request"])}

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig, load_config
-from modelplane.errors import ModelplaneError
+from modelplane.errors import BadRequest, ModelplaneError, NotFound
 from modelplane.server.errors import error_response
 from modelplane.server.hotpath import HotPath, Pipeline
 from modelplane.serving import pipeline
@@ -62,6 +62,8 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
 
     async def metrics(request: Request) -> Response:
         gateway = holder["gateway"]
+        if gateway.metrics is not None:
+            await gateway.metrics.refresh()
         body = gateway.metrics.render() if gateway.metrics else b""
         return Response(body, 200, media_type=CONTENT_TYPE)
 
@@ -74,6 +76,29 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         runtime = gateway.runtime
         return json_response({"version": runtime.version, "source": runtime.loaded.source})
 
+    async def admin_health(request: Request) -> Response:
+        gateway = holder["gateway"]
+        try:
+            require_admin(gateway.runtime, request.headers.get("authorization"))
+        except ModelplaneError as exc:
+            return error_response(exc)
+        breakers = {view.key: view for view in await gateway.invoker.breakers.views()}
+        deployments = [
+            {
+                "deployment": d.key,
+                "model": model.name,
+                "provider": d.provider.name,
+                "ready": d.provider.ready,
+                "breaker": (breakers[d.key].state if d.key in breakers else "closed"),
+                "window_requests": breakers[d.key].requests if d.key in breakers else 0,
+                "window_failures": breakers[d.key].failures if d.key in breakers else 0,
+                "opened_at": breakers[d.key].opened_at if d.key in breakers else None,
+            }
+            for model in gateway.runtime.models.values()
+            for d in model.deployments
+        ]
+        return json_response({"status": "ok", "config_version": gateway.runtime.version, "deployments": deployments})
+
     async def admin_reload(request: Request) -> Response:
         gateway = holder["gateway"]
         try:
@@ -83,6 +108,29 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
             return error_response(exc)
         return json_response({"version": gateway.runtime.version})
 
+    async def admin_escalations(request: Request) -> Response:
+        gateway = holder["gateway"]
+        try:
+            require_admin(gateway.runtime, request.headers.get("authorization"))
+            status, limit = escalation_query(request.query_params.get("status"), request.query_params.get("limit"))
+            data = await gateway.store.escalations(status, limit)
+        except ModelplaneError as exc:
+            return error_response(exc)
+        return json_response({"object": "list", "data": data})
+
+    async def admin_resolve(request: Request) -> Response:
+        gateway = holder["gateway"]
+        escalation_id = request.path_params["id"]
+        try:
+            require_admin(gateway.runtime, request.headers.get("authorization"))
+            resolution = resolution_of(await request.body())
+            if not await gateway.store.resolve_escalation(escalation_id, resolution):
+                raise NotFound(f"no open escalation {escalation_id!r}", code="escalation_not_found")
+            resolved = await gateway.store.escalation(escalation_id)
+        except ModelplaneError as exc:
+            return error_response(exc)
+        return json_response(resolved)
+
     routes = [
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -90,6 +138,9 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/config", admin_config, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
+        Route("/admin/health", admin_health, methods=["GET"]),
+        Route("/admin/escalations", admin_escalations, methods=["GET"]),
+        Route("/admin/escalations/{id}/resolve", admin_resolve, methods=["POST"]),
     ]
     rest = Starlette(routes=routes, lifespan=lifespan)
     serving: dict[str, Pipeline] = {"/v1/chat/completions": pipeline.chat, "/v1/embeddings": pipeline.embeddings}
@@ -110,6 +161,31 @@ async def reload_logged(gateway: Gateway, env: dict[str, str]) -> None:
         await reload(gateway, env)
     except ModelplaneError as exc:
         log.error("config reload refused; the old config keeps serving:\n%s", exc)
+
+
+def escalation_query(status: str | None, limit: str | None) -> tuple[str | None, int]:
+    """`?status=open|resolved|all&limit=N` as arguments for `LedgerStore.escalations`."""
+    if status not in (None, "open", "resolved", "all"):
+        raise BadRequest("status must be open, resolved or all", param="status")
+    try:
+        count = 100 if limit is None else int(limit)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1000:
+        raise BadRequest("limit must be a whole number from 1 to 1000", param="limit")
+    return (None if status == "all" else status or "open"), count
+
+
+def resolution_of(body: bytes) -> str:
+    """The `resolution` text of a resolve request."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest('the body must be JSON: {"resolution": "what was done"}') from exc
+    resolution = data.get("resolution") if isinstance(data, dict) else None
+    if not isinstance(resolution, str) or not resolution.strip():
+        raise BadRequest("resolution must be a non-empty string", param="resolution")
+    return resolution
 
 
 def json_response(data: object, status: int = 200) -> Response:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 from modelplane.config.load import LoadedConfig
+from modelplane.config.schema import Config
 from modelplane.ledger.store import LedgerStore, redact_url
 from modelplane.ledger.writer import LedgerWriter
 from modelplane.providers.base import Provider
+from modelplane.serving.balance import Balancer
+from modelplane.serving.breaker import BreakerBackend, LocalBreakers
+from modelplane.serving.invoke import Invoker
 from modelplane.serving.record import Recorder
+from modelplane.serving.retry import RetryBudget
 from modelplane.serving.runtime import Runtime, build_runtime, start_providers
 from modelplane.telemetry.metrics import Metrics
 from modelplane.telemetry.tracing import Tracing
@@ -20,11 +26,14 @@ log = logging.getLogger("modelplane.gateway")
 class Gateway:
     """Owns what outlives a request. `runtime` is swapped whole on reload; servings hold their own."""
 
-    def __init__(self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None, store: LedgerStore) -> None:
+    def __init__(
+        self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None, store: LedgerStore, invoker: Invoker
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.recorder = recorder
         self.metrics = metrics
+        self.invoker = invoker
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Future[None]] = set()
 
@@ -51,9 +60,12 @@ class Gateway:
             metrics.watch_ledger(lambda: writer.depth)
         tracing = Tracing.from_config(config.telemetry)
         tracing.provider_kinds = {name: p.kind for name, p in config.providers.items()}
+        invoker = _invoker(config)
+        if metrics is not None:
+            metrics.watch_breakers(invoker.breakers.views)
         await start_providers(runtime)
         log.info("ledger: %s", redact_url(loaded.ledger_url()))
-        return cls(runtime, Recorder(writer, metrics, tracing), metrics, store)
+        return cls(runtime, Recorder(writer, metrics, tracing), metrics, store, invoker)
 
     async def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, fully validated config; unchanged providers keep their pools and weights."""
@@ -62,6 +74,9 @@ class Gateway:
             reuse = {name: (old.loaded.config.providers[name], p) for name, p in old.providers.items()}
             runtime = build_runtime(loaded, reuse)
             await start_providers(runtime)
+            # Breakers and balancer statistics are keyed by deployment and outlive the config.
+            self.invoker.retry = loaded.config.resilience.retry
+            self.invoker.breakers.config = loaded.config.resilience.breaker
             self.runtime = runtime
             kept = set(runtime.providers.values())
             retired = [p for p in old.providers.values() if p not in kept]
@@ -78,9 +93,23 @@ class Gateway:
         """Drain the ledger, then close providers. Nothing recorded is lost."""
         await self.recorder.close()
         await self.store.close()
+        await self.invoker.breakers.aclose()
         for task in self._retiring:
             task.cancel()
         await asyncio.gather(*(p.aclose() for p in self.runtime.providers.values()), return_exceptions=True)
+
+
+def _invoker(config: Config) -> Invoker:
+    resilience = config.resilience
+    breakers: BreakerBackend
+    if config.redis is not None:
+        from modelplane.serving.breaker_redis import RedisBreakers
+
+        breakers = RedisBreakers.from_url(resilience.breaker, config.redis.url, config.redis.prefix)
+    else:
+        breakers = LocalBreakers(resilience.breaker)
+    budget = RetryBudget(resilience.retry.budget_ratio, resilience.retry.budget_min_per_second)
+    return Invoker(breakers, Balancer(), budget, resilience.retry, random.Random())
 
 
 async def _close_later(providers: list[Provider], delay: float) -> None:

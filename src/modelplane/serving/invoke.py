@@ -1,50 +1,204 @@
-"""Stage 7, invoke: call the routed model and account for the call, whatever happens."""
+"""Stage 7, invoke: get an answer from the feature's chain, whatever fails on the way.
+
+For each model of the chain, in order: pick a deployment (balanced, skipping open
+breakers), call it, and on a failure the adapter classified as worth it, retry with
+exponential backoff and full jitter, honouring `retry-after`, within the model's attempts,
+the retry budget and the feature's deadline. Then the next model; after the last, the
+deterministic answer if the feature has one. Every attempt is a call in the ledger under
+the one serving. A stream counts as answered only once its first chunk arrived, so an
+upstream that fails or stalls before its first byte is failed over like any other.
+
+Adapters classify; this controller alone decides.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from modelplane.errors import ProviderError
-from modelplane.providers.base import Answer, ChatRequest, Embeddings, Stream, Usage
-from modelplane.serving.runtime import Deployment
+from modelplane.config.schema import FeatureConfig, RetryConfig
+from modelplane.errors import ErrorClass, ProviderError
+from modelplane.providers.base import Answer, ChatRequest, Embeddings, Stream, Timeouts, Usage
+from modelplane.serving.balance import Balancer
+from modelplane.serving.breaker import DEPLOYMENT_FAULTS, BreakerBackend, Permit
+from modelplane.serving.fallback import deterministic_answer, deterministic_stream
+from modelplane.serving.retry import RetryBudget, backoff
+from modelplane.serving.runtime import Deployment, Model
 from modelplane.serving.state import Attempt, Serving
 
+RETRYABLE = frozenset(
+    {ErrorClass.RATE_LIMIT, ErrorClass.TIMEOUT, ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION, ErrorClass.BAD_RESPONSE}
+)
 
-async def invoke(serving: Serving, deployment: Deployment, body: dict[str, Any], version: str) -> Answer | Stream:
-    """One call to `deployment`; a stream is wrapped so its call is recorded when it ends."""
-    attempt = Attempt(serving, deployment)
-    serving.deployment = deployment
-    try:
-        reply = await deployment.provider.chat(ChatRequest(body, deployment.upstream_name, deployment.timeouts))
-    except ProviderError as exc:
-        attempt.done(Usage(), None, exc, version)
-        raise
-    if isinstance(reply, Answer):
+
+class ChainExhausted(ProviderError):
+    """Every model of the chain failed or was skipped, and there is no deterministic answer."""
+
+
+@dataclass
+class Invoker:
+    """The gateway's resilience: breakers, balancing and the retry budget, shared by every serving."""
+
+    breakers: BreakerBackend
+    balancer: Balancer
+    budget: RetryBudget
+    retry: RetryConfig
+    rng: random.Random
+
+    async def chat(
+        self, serving: Serving, chain: tuple[Model, ...], feature: FeatureConfig, body: dict[str, Any], version: str
+    ) -> Answer | Stream:
+        """The first answer the chain gives; the deterministic answer; or the last error."""
+        deadline = None if feature.deadline is None else serving.started + feature.deadline
+        last_error: ProviderError | None = None
+        for depth, model in enumerate(chain):
+            serving.fallback_depth = depth
+            try:
+                return await self._model(serving, model, body, version, deadline)
+            except ProviderError as exc:
+                if exc.error_class is ErrorClass.BAD_REQUEST:
+                    raise  # the request itself is wrong: no other model can fix it
+                last_error = exc
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        text = feature.route.deterministic_fallback
+        if text is not None:
+            serving.fallback_depth = len(chain)
+            serving.model = "deterministic"
+            return deterministic_stream(text) if body.get("stream") else deterministic_answer(text)
+        if last_error is None:
+            raise ChainExhausted(ErrorClass.CONNECTION, "no model of the chain is available (circuits open)")
+        raise last_error
+
+    async def _model(
+        self, serving: Serving, model: Model, body: dict[str, Any], version: str, deadline: float | None
+    ) -> Answer | Stream:
+        """One model of the chain: its deployments, with retries. Raises the last failure."""
+        last_error: ProviderError | None = None
+        failed: set[str] = set()  # a retry goes to another deployment when the model has one
+        for attempt in range(self.retry.attempts):
+            if attempt == 0:
+                self.budget.deposit()
+            elif not self.budget.withdraw():
+                break  # retries are over budget: an outage must not multiply the load
+            picked = await self._pick(model, failed)
+            if picked is None:
+                if last_error is None:
+                    last_error = ProviderError(ErrorClass.CONNECTION, f"every deployment of '{model.name}' is open")
+                break
+            deployment, permit = picked
+            timeouts = _within(model.timeouts, deadline)
+            if timeouts is None:
+                break
+            try:
+                return await self._call(serving, model, deployment, permit, body, version, timeouts)
+            except ProviderError as exc:
+                last_error = exc
+                failed.add(deployment.key)
+                if exc.error_class not in RETRYABLE or attempt + 1 >= self.retry.attempts:
+                    break
+                wait = backoff(attempt, exc.retry_after, self.retry, self.rng)
+                if wait is None or (deadline is not None and time.perf_counter() + wait >= deadline):
+                    break
+                await asyncio.sleep(wait)
+        assert last_error is not None
+        raise last_error
+
+    async def _pick(
+        self, model: Model, avoid: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[Deployment, Permit] | None:
+        ordered = self.balancer.order(model.deployments)
+        fresh = [d for d in ordered if d.key not in avoid]
+        for deployment in fresh + [d for d in ordered if d.key in avoid]:
+            permit = await self.breakers.acquire(deployment.key)
+            if permit is not Permit.DENY:
+                return deployment, permit
+        return None
+
+    async def _call(
+        self,
+        serving: Serving,
+        model: Model,
+        deployment: Deployment,
+        permit: Permit,
+        body: dict[str, Any],
+        version: str,
+        timeouts: Timeouts,
+    ) -> Answer | Stream:
+        attempt = Attempt(serving, model, deployment)
+        self.balancer.started(deployment)
+        try:
+            reply = await deployment.provider.chat(ChatRequest(body, deployment.upstream_name, timeouts))
+        except ProviderError as exc:
+            attempt.done(Usage(), None, exc, version)
+            self._outcome(deployment, permit, attempt, exc)
+            raise
+        if isinstance(reply, Stream):
+            return await self._primed(reply, attempt, permit, version)
         attempt.done(reply.usage, reply.first_token_at, None, version, reply.model)
+        self._outcome(deployment, permit, attempt, None)
+        serving.model = model.name
         return reply
-    return _AccountedStream(reply, attempt, version)
+
+    async def _primed(self, reply: Stream, attempt: Attempt, permit: Permit, version: str) -> Stream:
+        """Wait for the first chunk: until then a failing or stalling stream can still fail over."""
+
+        def outcome(error: ProviderError | None) -> None:
+            self._outcome(attempt.deployment, permit, attempt, error)
+
+        stream = _AccountedStream(reply, attempt, version, outcome)
+        chunks = stream.chunks()
+        first = await anext(chunks, None)
+        attempt.serving.model = attempt.model.name
+        return _PrimedStream(stream, first, chunks)
+
+    def _outcome(self, deployment: Deployment, permit: Permit, attempt: Attempt, error: ProviderError | None) -> None:
+        self.balancer.finished(deployment, time.perf_counter() - attempt.started)
+        ok = error is None or error.error_class not in DEPLOYMENT_FAULTS
+        self.breakers.record(deployment.key, ok, permit)
+
+    async def embeddings(self, serving: Serving, model: Model, body: dict[str, Any], version: str) -> Embeddings:
+        """One embeddings call to the model's chosen deployment, accounted like a chat call."""
+        picked = await self._pick(model)
+        if picked is None:
+            raise ChainExhausted(ErrorClass.CONNECTION, f"every deployment of '{model.name}' is open")
+        deployment, permit = picked
+        attempt = Attempt(serving, model, deployment)
+        self.balancer.started(deployment)
+        try:
+            result = await deployment.provider.embed(body, deployment.upstream_name, model.timeouts)
+        except ProviderError as exc:
+            attempt.done(Usage(), None, exc, version)
+            self._outcome(deployment, permit, attempt, exc)
+            raise
+        attempt.done(result.usage, None, None, version, result.model)
+        self._outcome(deployment, permit, attempt, None)
+        serving.model = model.name
+        return result
 
 
-async def invoke_embeddings(serving: Serving, deployment: Deployment, body: dict[str, Any], version: str) -> Embeddings:
-    """One embeddings call to `deployment`, accounted like a chat call."""
-    attempt = Attempt(serving, deployment)
-    serving.deployment = deployment
-    try:
-        result = await deployment.provider.embed(body, deployment.upstream_name, deployment.timeouts)
-    except ProviderError as exc:
-        attempt.done(Usage(), None, exc, version)
-        raise
-    attempt.done(result.usage, None, None, version, result.model)
-    return result
+def _within(timeouts: Timeouts, deadline: float | None) -> Timeouts | None:
+    """The model's timeouts, cut to what is left of the feature's deadline (None: nothing left)."""
+    if deadline is None:
+        return timeouts
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        return None
+    return Timeouts(min(timeouts.connect, left), min(timeouts.first_token, left), min(timeouts.total, left))
 
 
 class _AccountedStream(Stream):
-    """Passes a provider's stream through and closes its call record when the stream ends or breaks."""
+    """Passes a provider's stream through; when it ends or breaks, closes its call record."""
 
-    def __init__(self, inner: Stream, attempt: Attempt, version: str) -> None:
+    def __init__(
+        self, inner: Stream, attempt: Attempt, version: str, outcome: Callable[[ProviderError | None], None]
+    ) -> None:
         super().__init__(inner.model)
-        self._inner, self._attempt, self._version = inner, attempt, version
+        self._inner, self._attempt, self._version, self._outcome = inner, attempt, version, outcome
 
     async def chunks(self) -> AsyncIterator[bytes]:
         error: ProviderError | None = None
@@ -58,6 +212,26 @@ class _AccountedStream(Stream):
             self.usage, self.model, self.finish_reason = self._inner.usage, self._inner.model, self._inner.finish_reason
             self.first_token_at = self._inner.first_token_at
             self._attempt.done(self.usage, self.first_token_at, error, self._version, self.model)
+            self._outcome(error)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _PrimedStream(Stream):
+    """A stream whose first chunk has already arrived."""
+
+    def __init__(self, inner: _AccountedStream, first: bytes | None, rest: AsyncIterator[bytes]) -> None:
+        super().__init__(inner.model)
+        self._inner, self._first, self._rest = inner, first, rest
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            yield self._first
+        async for chunk in self._rest:
+            yield chunk
+        self.usage, self.model, self.finish_reason = self._inner.usage, self._inner.model, self._inner.finish_reason
+        self.first_token_at = self._inner.first_token_at
 
     async def aclose(self) -> None:
         await self._inner.aclose()

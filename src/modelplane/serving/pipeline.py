@@ -1,6 +1,6 @@
 """The serving pipeline, stage by stage, top to bottom.
 
-    authenticate → admit → route → invoke → record → respond
+    authenticate → admit → route → invoke (retries, breakers, fallbacks) → record → respond
 
 Each stage is a module of its own in this package. Later stages (guards, context, cache,
 validation) slot in beside these in the same order as ../DESIGN.md lists them.
@@ -14,7 +14,6 @@ from modelplane.serving import respond
 from modelplane.serving.admit import admit, pick_feature
 from modelplane.serving.auth import authenticate
 from modelplane.serving.gateway import Gateway
-from modelplane.serving.invoke import invoke, invoke_embeddings
 from modelplane.serving.request import parse_chat, parse_embeddings
 from modelplane.serving.route import route
 from modelplane.serving.state import Inbound, Serving
@@ -30,8 +29,8 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         serving.stream = bool(body.get("stream"))
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
         feature = admit(runtime, serving.caller, serving.feature)
-        deployment = route(runtime, feature)
-        reply = await invoke(serving, deployment, body, runtime.version)
+        chain = route(runtime, serving.feature)
+        reply = await gateway.invoker.chat(serving, chain, feature, body, runtime.version)
         if isinstance(reply, Stream):
             return await respond.stream(serving, reply, gateway.recorder, runtime.version)
     except ModelplaneError as exc:
@@ -49,9 +48,9 @@ async def embeddings(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
     try:
         body = parse_embeddings(inbound.body)
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
-        feature = admit(runtime, serving.caller, serving.feature)
-        deployment = route(runtime, feature)
-        result = await invoke_embeddings(serving, deployment, body, runtime.version)
+        admit(runtime, serving.caller, serving.feature)
+        model = route(runtime, serving.feature)[0]
+        result = await gateway.invoker.embeddings(serving, model, body, runtime.version)
     except ModelplaneError as exc:
         await gateway.recorder.record(serving.fail(exc), runtime.version)
         raise

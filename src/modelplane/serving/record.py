@@ -82,7 +82,7 @@ def to_record(serving: Serving, version: str) -> ServingRecord:
         status=serving.status,
         http_status=serving.http_status,
         error_class=serving.error_class,
-        model=answered.model if answered else (serving.deployment.name if serving.deployment else None),
+        model=serving.model or (calls[-1].model if calls else None),
         provider=answered.provider if answered else None,
         stream=serving.stream,
         cache=serving.cache,

@@ -32,8 +32,8 @@ def headers_for(serving: Serving, record: ServingRecord | None) -> dict[str, str
         "x-modelplane-cache": serving.cache,
         "x-modelplane-fallback": str(serving.fallback_depth),
     }
-    if serving.deployment is not None:
-        headers["x-modelplane-model"] = serving.deployment.name
+    if serving.model is not None:
+        headers["x-modelplane-model"] = serving.model
     if record is not None:
         headers["x-modelplane-cost-usd"] = "unpriced" if record.cost_usd is None else f"{record.cost_usd:.10f}"
     return headers

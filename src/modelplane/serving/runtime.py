@@ -1,4 +1,8 @@
-"""The live state built from one config: providers, deployed models, keys. Swapped whole on reload."""
+"""The live state built from one config: providers, models and their deployments, keys.
+
+Swapped whole on reload. What must outlive a reload (breakers, balancer statistics) lives
+in the gateway, keyed by deployment, not here.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,22 @@ from modelplane.providers import Provider, Timeouts, build_provider
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """A configured model on its provider, ready to call."""
+    """One place a model is served: a provider and the upstream's name for the model there."""
+
+    key: str  # "model@provider", the breaker's and the balancer's key
+    model: str
+    upstream_name: str
+    provider: Provider
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A configured, priced model and every deployment that serves it."""
 
     name: str
-    upstream_name: str
     config: ModelConfig
-    provider: Provider
+    deployments: tuple[Deployment, ...]
     timeouts: Timeouts
 
 
@@ -27,8 +41,9 @@ class Runtime:
 
     loaded: LoadedConfig
     providers: dict[str, Provider]
-    deployments: dict[str, Deployment]
+    models: dict[str, Model]
     keys: dict[str, KeyConfig]  # sha256 hex digest -> key
+    chains: dict[str, tuple[Model, ...]]  # feature -> its models in fallback order
 
     @property
     def version(self) -> str:
@@ -54,18 +69,24 @@ def build_runtime(loaded: LoadedConfig, reuse: dict[str, tuple[ProviderConfig, P
             providers[name] = previous[1]
         else:
             providers[name] = build_provider(name, provider_config, loaded.home)
-    deployments = {
-        name: Deployment(
-            name=name,
-            upstream_name=model.name or name,
-            config=model,
-            provider=providers[model.provider],
-            timeouts=Timeouts(model.timeout.connect, model.timeout.first_token, model.timeout.total),
-        )
-        for name, model in config.models.items()
+    models = {name: _model(name, model, providers) for name, model in config.models.items()}
+    chains = {
+        name: tuple(models[m] for m in (*feature.route.models, *feature.route.fallback))
+        for name, feature in config.features.items()
     }
     keys = {key.hash.removeprefix("sha256:"): key for key in config.keys}
-    return Runtime(loaded, providers, deployments, keys)
+    return Runtime(loaded, providers, models, keys, chains)
+
+
+def _model(name: str, config: ModelConfig, providers: dict[str, Provider]) -> Model:
+    upstream = config.name or name
+    deployments = [Deployment(f"{name}@{config.provider}", name, upstream, providers[config.provider], config.weight)]
+    deployments += [
+        Deployment(f"{name}@{d.provider}", name, d.name or upstream, providers[d.provider], d.weight)
+        for d in config.deployments
+    ]
+    timeouts = Timeouts(config.timeout.connect, config.timeout.first_token, config.timeout.total)
+    return Model(name, config, tuple(deployments), timeouts)
 
 
 async def start_providers(runtime: Runtime) -> None:

@@ -11,7 +11,7 @@ from modelplane.errors import ModelplaneError, ProviderError, RequestError, http
 from modelplane.ledger.records import CallRecord
 from modelplane.providers.base import Usage
 from modelplane.serving.auth import Caller
-from modelplane.serving.runtime import Deployment
+from modelplane.serving.runtime import Deployment, Model
 
 
 def new_id() -> str:
@@ -45,7 +45,7 @@ class Serving:
     caller: Caller | None = None
     feature: str = ""
     stream: bool = False
-    deployment: Deployment | None = None
+    model: str | None = None  # the model that answered (or "deterministic")
     calls: list[CallRecord] = field(default_factory=list)
     first_token_at: float | None = None
     finished: float | None = None
@@ -87,6 +87,7 @@ class Attempt:
     """One upstream call being timed; `done` turns it into a CallRecord on the serving."""
 
     serving: Serving
+    model: Model
     deployment: Deployment
     ts: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
@@ -106,7 +107,7 @@ class Attempt:
             serving_id=self.serving.serving_id,
             ts=self.ts,
             attempt=len(self.serving.calls),
-            model=self.deployment.name,
+            model=self.model.name,
             provider=self.deployment.provider.name,
             status="ok" if error is None else "error",
             error_class=None if error is None else str(error.error_class),
@@ -116,7 +117,7 @@ class Attempt:
             cache_write_tokens=usage.cache_write_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=call_cost(usage, self.deployment.config.price),
+            cost_usd=call_cost(usage, self.model.config.price),
             latency_ms=(now - self.started) * 1000.0,
             ttft_ms=None if first_token_at is None else (first_token_at - self.started) * 1000.0,
             config_version=version,

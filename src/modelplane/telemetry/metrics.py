@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelplane.ledger.records import CallRecord, ServingRecord
+from modelplane.serving.breaker import BreakerView, State
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_BREAKER_LEVEL = {State.CLOSED: 0.0, State.HALF_OPEN: 0.5, State.OPEN: 1.0}
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -53,12 +55,37 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._breaker_views: Callable[[], Awaitable[list[BreakerView]]] | None = None
         self._serving_children: dict[tuple[str, str, str], tuple[Counter, Histogram, Histogram]] = {}
         self._call_children: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter]] = {}
 
     def watch_ledger(self, depth: Callable[[], int]) -> None:
         gauge = Gauge("modelplane_ledger_queue_depth", "Records waiting for the ledger writer", registry=self.registry)
         gauge.set_function(lambda: float(depth()))
+
+    def watch_breakers(self, views: Callable[[], Awaitable[list[BreakerView]]]) -> None:
+        """Breaker states are read when /metrics is scraped (see `refresh`)."""
+        self._breaker_views = views
+        self.breaker_state = Gauge(
+            "modelplane_breaker_open",
+            "Circuit breaker per model deployment: 0 closed, 1 open, 0.5 half-open",
+            ("deployment",),
+            registry=self.registry,
+        )
+        self.breaker_failures = Gauge(
+            "modelplane_breaker_window_failures",
+            "Failures in the breaker's window",
+            ("deployment",),
+            registry=self.registry,
+        )
+
+    async def refresh(self) -> None:
+        """Update the gauges whose source must be awaited (shared breaker state)."""
+        if self._breaker_views is None:
+            return
+        for view in await self._breaker_views():
+            self.breaker_state.labels(view.key).set(_BREAKER_LEVEL[view.state])
+            self.breaker_failures.labels(view.key).set(view.failures)
 
     def observe(self, record: ServingRecord) -> None:
         model = record.model or ""

@@ -1,0 +1,358 @@
+"""Graceful degradation over real HTTP: retries, breakers, fallback chains, deadlines, streams.
+
+Each test runs the gateway in process against scripted upstreams on 127.0.0.1 and checks
+three things: what the client got, what the ledger recorded, and how many requests each
+upstream received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from modelplane.config.load import LoadedConfig, parse_config
+from modelplane.errors import ProviderError
+from modelplane.ledger.store import LedgerStore
+from modelplane.serving import pipeline
+from modelplane.serving.gateway import Gateway
+from modelplane.serving.respond import Outcome
+from modelplane.serving.state import Inbound
+from upstream import ScriptedUpstream, error, malformed, ok, slow, stall, stream_cut
+
+MakeGateway = Callable[[str], Awaitable[Gateway]]
+FAST_RETRY = "retry: {attempts: 2, initial: 0.01, max: 0.02}"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_for(urls: dict[str, str], features: str, resilience: str = FAST_RETRY) -> str:
+    providers = "\n".join(f'  {name}: {{kind: openai, base_url: "{url}"}}' for name, url in urls.items())
+    models = "\n".join(
+        f"  {name}: {{provider: {name}, name: up-{name}, price: {{input: 1, output: 2}}, "
+        f"timeout: {{connect: 1, first_token: 0.5, total: 1}}}}"
+        for name in urls
+    )
+    return f"providers:\n{providers}\nmodels:\n{models}\nfeatures:\n{features}\nresilience:\n  {resilience}\n"
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path) -> AsyncIterator[MakeGateway]:
+    started: list[Gateway] = []
+
+    async def make(text: str) -> Gateway:
+        config = parse_config(text, env={})
+        ledger = config.ledger.model_copy(update={"url": f"sqlite:///{tmp_path}/ledger.db"})
+        config = config.model_copy(update={"ledger": ledger})
+        gateway = await Gateway.start(LoadedConfig(config, "v-res", "test", False, tmp_path))
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        await gateway.close()
+
+
+async def ledger(gateway: Gateway, tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every serving and, for the newest, its calls (drains the writer first)."""
+    await gateway.recorder.writer.close()
+    store = LedgerStore.from_url(f"sqlite:///{tmp_path}/ledger.db")
+    try:
+        servings = await store.servings()
+        calls = await store.calls_for(str(servings[0]["id"])) if servings else []
+    finally:
+        await store.close()
+    return servings, calls
+
+
+def ask(feature: str, **extra: Any) -> Inbound:
+    body = {"model": feature, "messages": [{"role": "user", "content": "hi"}], **extra}
+    return Inbound(orjson.dumps(body))
+
+
+def content(outcome: Outcome) -> str:
+    return str(orjson.loads(outcome.body or b"")["choices"][0]["message"]["content"])
+
+
+async def sse_events(outcome: Outcome) -> list[dict[str, Any]]:
+    assert outcome.chunks is not None
+    raw = b"".join([chunk async for chunk in outcome.chunks])
+    lines = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert lines, raw
+    return [{"done": True} if line == b"[DONE]" else orjson.loads(line) for line in lines]
+
+
+async def test_a_500_is_retried_on_the_same_model(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url},
+                       "  f: {route: {models: [first, second]}}")
+        )
+        first.script(error(500), ok("second try"))
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert content(outcome) == "second try"
+        assert outcome.headers["x-modelplane-fallback"] == "0"
+        assert (first.count(), second.count()) == (2, 0)
+        servings, calls = await ledger(gateway, tmp_path)
+    assert servings[0]["status"] == "ok" and servings[0]["fallback_depth"] == 0
+    assert [(c["model"], c["status"], c["error_class"]) for c in calls] == [
+        ("first", "error", "server_error"),
+        ("first", "ok", None),
+    ]
+
+
+async def test_the_chain_falls_back_through_down_refused_and_slow_models(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    async with ScriptedUpstream() as down, ScriptedUpstream() as slow_up, ScriptedUpstream() as healthy:
+        urls = {
+            "down": down.base_url,
+            "refused": f"http://127.0.0.1:{closed_port()}/v1",
+            "slowpoke": slow_up.base_url,
+            "healthy": healthy.base_url,
+        }
+        gateway = await make_gateway(
+            config_for(urls, "  f: {route: {models: [down, refused, slowpoke], fallback: [healthy]}}")
+        )
+        down.default = error(500)
+        slow_up.default = slow(3.0)
+        healthy.script(ok("from the fallback"))
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert content(outcome) == "from the fallback"
+        assert outcome.headers["x-modelplane-fallback"] == "3"
+        assert outcome.headers["x-modelplane-model"] == "healthy"
+        assert (down.count(), slow_up.count(), healthy.count()) == (2, 2, 1)
+        servings, calls = await ledger(gateway, tmp_path)
+    assert servings[0]["fallback_depth"] == 3 and servings[0]["model"] == "healthy"
+    assert [(c["model"], c["error_class"]) for c in calls] == [
+        ("down", "server_error"),
+        ("down", "server_error"),
+        ("refused", "connection"),
+        ("refused", "connection"),
+        ("slowpoke", "timeout"),
+        ("slowpoke", "timeout"),
+        ("healthy", None),
+    ]
+    assert {c["serving_id"] for c in calls} == {servings[0]["serving_id"]}
+
+
+async def test_retry_after_is_honoured_and_a_long_one_moves_on(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url},
+                       "  f: {route: {models: [first, second]}}",
+                       "retry: {attempts: 2, initial: 0.01, max: 0.02, max_retry_after: 1}")
+        )
+        first.script(error(429, headers={"retry-after": "0.3"}), ok("after waiting"))
+        started = time.perf_counter()
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert content(outcome) == "after waiting"
+        assert time.perf_counter() - started >= 0.3
+        first.script(error(429, headers={"retry-after": "30"}))
+        started = time.perf_counter()
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert outcome.headers["x-modelplane-fallback"] == "1"
+        assert time.perf_counter() - started < 1.0
+        assert (first.count(), second.count()) == (3, 1)
+
+
+async def test_malformed_json_is_a_failure_to_fall_back_from(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url},
+                       "  f: {route: {models: [first, second]}}", "retry: {attempts: 1}")
+        )
+        first.script(malformed())
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert outcome.status == 200 and outcome.headers["x-modelplane-fallback"] == "1"
+
+
+async def test_the_deterministic_answer_is_the_last_resort_never_a_5xx(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    async with ScriptedUpstream() as first:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url},
+                       '  f: {route: {models: [first], deterministic_fallback: "A person will follow up."}}')
+        )
+        first.default = error(503)
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert outcome.status == 200
+        assert content(outcome) == "A person will follow up."
+        assert outcome.headers["x-modelplane-fallback"] == "1"
+        assert outcome.headers["x-modelplane-model"] == "deterministic"
+        events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True)))
+        assert events[0]["choices"][0]["delta"]["content"] == "A person will follow up."
+        assert events[-1] == {"done": True}
+        servings, _ = await ledger(gateway, tmp_path)
+    assert {s["model"] for s in servings} == {"deterministic"}
+    assert all(s["status"] == "ok" and s["fallback_depth"] == 1 for s in servings)
+
+
+async def test_without_a_fallback_the_failure_reaches_the_client(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first:
+        gateway = await make_gateway(config_for({"first": first.base_url}, "  f: {route: {models: [first]}}"))
+        first.default = error(500)
+        with pytest.raises(ProviderError) as info:
+            await pipeline.chat(gateway, ask("f"))
+        assert info.value.status == 500 and first.count() == 2
+
+
+async def test_a_bad_request_is_not_retried_nor_failed_over(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url}, "  f: {route: {models: [first, second]}}")
+        )
+        first.script(error(400))
+        with pytest.raises(ProviderError):
+            await pipeline.chat(gateway, ask("f"))
+        assert (first.count(), second.count()) == (1, 0)
+
+
+async def test_a_stream_stalled_before_its_first_chunk_fails_over_unseen(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url},
+                       "  f: {route: {models: [first, second]}}", "retry: {attempts: 1}")
+        )
+        first.script(stall(3.0))
+        second.script(ok("all of it"))
+        outcome = await pipeline.chat(gateway, ask("f", stream=True))
+        assert outcome.headers["x-modelplane-fallback"] == "1"
+        events = await sse_events(outcome)
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+        assert text == "all of it" and events[-1] == {"done": True}
+        servings, calls = await ledger(gateway, tmp_path)
+    assert [(c["model"], c["error_class"]) for c in calls] == [("first", "timeout"), ("second", None)]
+    assert servings[0]["status"] == "ok"
+
+
+async def test_a_stream_cut_after_bytes_ends_with_an_error_event(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url}, "  f: {route: {models: [first, second]}}")
+        )
+        first.script(stream_cut(after_chunks=2))
+        events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True)))
+        assert events[-1]["error"]["code"] == "stream_cut"
+        assert {"done": True} not in events
+        assert second.count() == 0  # bytes had reached the client: no silent switch mid-answer
+        servings, _ = await ledger(gateway, tmp_path)
+    assert servings[0]["status"] == "stream_cut" and servings[0]["error_class"] == "stream_cut"
+
+
+async def test_an_open_breaker_stops_the_traffic_and_half_open_lets_one_probe_through(
+    make_gateway: MakeGateway,
+) -> None:
+    async with ScriptedUpstream() as dead, ScriptedUpstream() as healthy:
+        gateway = await make_gateway(
+            config_for({"dead": dead.base_url, "healthy": healthy.base_url},
+                       "  f: {route: {models: [dead, healthy]}}",
+                       "retry: {attempts: 1}\n"
+                       "  breaker: {window: 30, min_requests: 5, failure_rate: 0.5, cooldown: 0.5}")
+        )
+        dead.default = error(500)
+        for _ in range(20):
+            outcome = await pipeline.chat(gateway, ask("f"))
+            assert outcome.status == 200
+        assert dead.count() == 5  # the breaker opened after min_requests failures; then no more traffic
+        (view,) = [v for v in await gateway.invoker.breakers.views() if v.key == "dead@dead"]
+        assert view.state == "open"
+        await asyncio.sleep(0.6)
+        outcomes = await asyncio.gather(*(pipeline.chat(gateway, ask("f")) for _ in range(10)))
+        assert all(o.status == 200 for o in outcomes)
+        assert dead.count() == 6  # exactly one probe in half-open
+        dead.default = ok("back")
+        await asyncio.sleep(0.6)
+        outcome = await pipeline.chat(gateway, ask("f"))  # the probe succeeds and closes the breaker
+        assert content(outcome) == "back"
+        (view,) = [v for v in await gateway.invoker.breakers.views() if v.key == "dead@dead"]
+        assert view.state == "closed"
+
+
+async def test_deployments_are_balanced_and_an_open_one_is_skipped(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as a, ScriptedUpstream() as b:
+        text = f"""
+providers:
+  a: {{kind: openai, base_url: "{a.base_url}"}}
+  b: {{kind: openai, base_url: "{b.base_url}"}}
+models:
+  m: {{provider: a, name: up-m, weight: 1, deployments: [{{provider: b, weight: 1}}]}}
+features:
+  f: {{route: {{models: [m]}}}}
+resilience:
+  retry: {{attempts: 2, initial: 0.001, max: 0.002}}
+  breaker: {{window: 30, min_requests: 3, failure_rate: 0.5, cooldown: 60}}
+"""
+        gateway = await make_gateway(text)
+        for _ in range(5):
+            await asyncio.gather(*(pipeline.chat(gateway, ask("f")) for _ in range(8)))
+        assert a.count() >= 8 and b.count() >= 8  # both deployments carry traffic
+        a.default = error(500)
+        for _ in range(40):
+            assert (await pipeline.chat(gateway, ask("f"))).status == 200
+        before = a.count()
+        for _ in range(20):
+            assert (await pipeline.chat(gateway, ask("f"))).status == 200
+        assert a.count() == before  # its breaker is open: b takes everything
+
+
+async def test_the_feature_deadline_bounds_the_whole_serving(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url, "second": second.base_url},
+                       '  f: {deadline: 0.4, route: {models: [first, second], deterministic_fallback: "late"}}')
+        )
+        first.default = slow(0.5)
+        second.default = slow(0.5)
+        started = time.perf_counter()
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert time.perf_counter() - started < 0.7
+        assert content(outcome) == "late"
+
+
+async def test_retries_stay_within_the_budget(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first:
+        gateway = await make_gateway(
+            config_for({"first": first.base_url}, '  f: {route: {models: [first], deterministic_fallback: "x"}}',
+                       "retry: {attempts: 3, initial: 0.001, max: 0.001, budget_ratio: 0.1, budget_min_per_second: 0}\n"
+                       "  breaker: {min_requests: 100000}")
+        )
+        first.default = error(500)
+        gateway.invoker.budget._tokens = 0.0  # start empty: only the ratio of first attempts may retry
+        for _ in range(100):
+            await pipeline.chat(gateway, ask("f"))
+        # 100 first attempts earn 10 retries; without a budget there would have been 200.
+        assert 100 <= first.count() <= 111
+
+
+async def test_breaker_state_survives_a_reload(make_gateway: MakeGateway, tmp_path: Path) -> None:
+    async with ScriptedUpstream() as dead, ScriptedUpstream() as healthy:
+        text = config_for({"dead": dead.base_url, "healthy": healthy.base_url},
+                          "  f: {route: {models: [dead, healthy]}}",
+                          "retry: {attempts: 1}\n  breaker: {min_requests: 3, cooldown: 60}")
+        gateway = await make_gateway(text)
+        dead.default = error(500)
+        for _ in range(6):
+            await pipeline.chat(gateway, ask("f"))
+        assert dead.count() == 3
+        config = parse_config(text + "  # an unrelated edit\n", env={})
+        config = config.model_copy(update={"features": {**config.features}, "tiers": {"gold": config.tiers["default"]}})
+        config = config.model_copy(update={"ledger": config.ledger.model_copy(update={"url": f"sqlite:///{tmp_path}/l2.db"})})
+        await gateway.reload(LoadedConfig(config, "v-2", "test", False, tmp_path))
+        assert gateway.runtime.version == "v-2"
+        for _ in range(5):
+            assert (await pipeline.chat(gateway, ask("f"))).status == 200
+        assert dead.count() == 3  # still open after the reload
