@@ -126,6 +126,7 @@ class ErrorClass(StrEnum):
     CONNECTION = "connection"
     BAD_RESPONSE = "bad_response"
     STREAM_CUT = "stream_cut"
+    INVALID_OUTPUT = "invalid_output"  # the answer failed the feature's validation, repair and re-asks
 
 
 class ProviderError(ModelplaneError):
@@ -149,6 +150,14 @@ class ProviderError(ModelplaneError):
     def client_fault(self) -> bool:
         """True when the request itself was wrong, so retrying elsewhere cannot help."""
         return self.error_class in (ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_LENGTH)
+
+
+class InvalidOutput(ProviderError):
+    """A model answered, but not with what the feature's validation accepts, even after repair and re-asks."""
+
+    def __init__(self, message: str, last_output: str) -> None:
+        super().__init__(ErrorClass.INVALID_OUTPUT, message)
+        self.last_output = last_output
 
 
 _PROVIDER_STATUS = {

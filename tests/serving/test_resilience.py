@@ -356,3 +356,67 @@ async def test_breaker_state_survives_a_reload(make_gateway: MakeGateway, tmp_pa
         for _ in range(5):
             assert (await pipeline.chat(gateway, ask("f"))).status == 200
         assert dead.count() == 3  # still open after the reload
+
+
+SCHEMA_FEATURE = (
+    "  f:\n"
+    '    route: {models: [first, second], deterministic_fallback: "{\\"priority\\": \\"low\\", \\"reply\\": \\"later\\"}"}\n'
+    "    output:\n"
+    "      json_schema: {type: object, required: [priority, reply],\n"
+    "                    properties: {priority: {enum: [low, high]}, reply: {type: string}}}\n"
+    "      reask: 1\n"
+)
+
+
+async def test_malformed_json_content_is_repaired(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(config_for({"first": first.base_url, "second": second.base_url}, SCHEMA_FEATURE))
+        first.script(ok("{'priority': 'high', 'reply': 'on it',}"))
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert orjson.loads(content(outcome)) == {"priority": "high", "reply": "on it"}
+        assert (first.count(), second.count()) == (1, 0)
+
+
+async def test_content_failing_the_schema_is_reasked_with_the_error(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(config_for({"first": first.base_url, "second": second.base_url}, SCHEMA_FEATURE))
+        first.script(ok('{"priority": "urgent", "reply": "now"}'), ok('{"priority": "high", "reply": "now"}'))
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert orjson.loads(content(outcome)) == {"priority": "high", "reply": "now"}
+        reask = first.requests[1].json["messages"]
+        assert reask[-2] == {"role": "assistant", "content": '{"priority": "urgent", "reply": "now"}'}
+        assert "urgent" in reask[-1]["content"] and reask[-1]["role"] == "user"
+        assert second.count() == 0
+
+
+async def test_invalid_everywhere_escalates_and_answers_deterministically(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    async with ScriptedUpstream() as first, ScriptedUpstream() as second:
+        gateway = await make_gateway(config_for({"first": first.base_url, "second": second.base_url}, SCHEMA_FEATURE))
+        first.default = ok('{"priority": "urgent"}')
+        second.default = ok("I cannot answer in JSON, sorry.")
+        outcome = await pipeline.chat(gateway, ask("f"))
+        assert outcome.status == 200
+        assert orjson.loads(content(outcome)) == {"priority": "low", "reply": "later"}
+        assert outcome.headers["x-modelplane-fallback"] == "2"
+        assert (first.count(), second.count()) == (2, 2)  # each model asked once and re-asked once
+        escalations = await gateway.store.escalations()
+        servings, calls = await ledger(gateway, tmp_path)
+    (queued,) = escalations
+    assert queued["feature"] == "f" and queued["status"] == "open"
+    assert queued["last_output"] == "I cannot answer in JSON, sorry."
+    assert queued["serving_id"] == servings[0]["serving_id"]
+    assert servings[0]["status"] == "escalated" and len(calls) == 4
+
+
+async def test_a_request_schema_applies_and_a_validated_stream_is_replayed(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as first:
+        gateway = await make_gateway(config_for({"first": first.base_url}, "  f: {route: {models: [first]}}"))
+        schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+        response_format = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+        first.script(ok('{"n": "seven"}'), ok('{"n": 7}'))
+        events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True, response_format=response_format)))
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+        assert orjson.loads(text) == {"n": 7} and events[-1] == {"done": True}
+        assert all("stream" not in r.json for r in first.requests)  # asked unstreamed, validated, replayed

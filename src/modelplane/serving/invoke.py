@@ -16,23 +16,28 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from modelplane.config.schema import FeatureConfig, RetryConfig
-from modelplane.errors import ErrorClass, ProviderError
+from modelplane.errors import ErrorClass, InvalidOutput, ProviderError
 from modelplane.providers.base import Answer, ChatRequest, Embeddings, Stream, Timeouts, Usage
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import DEPLOYMENT_FAULTS, BreakerBackend, Permit
-from modelplane.serving.fallback import deterministic_answer, deterministic_stream
+from modelplane.serving.fallback import deterministic_answer
+from modelplane.serving.replay import Replay
 from modelplane.serving.retry import RetryBudget, backoff
 from modelplane.serving.runtime import Deployment, Model
 from modelplane.serving.state import Attempt, Serving
+from modelplane.serving.validate import OutputSpec, check, reask_body, with_content
 
 RETRYABLE = frozenset(
     {ErrorClass.RATE_LIMIT, ErrorClass.TIMEOUT, ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION, ErrorClass.BAD_RESPONSE}
 )
+
+
+Escalate = Callable[[str, str], Awaitable[None]]  # (reason, last output): into the escalation queue
 
 
 class ChainExhausted(ProviderError):
@@ -50,29 +55,75 @@ class Invoker:
     rng: random.Random
 
     async def chat(
-        self, serving: Serving, chain: tuple[Model, ...], feature: FeatureConfig, body: dict[str, Any], version: str
+        self,
+        serving: Serving,
+        chain: tuple[Model, ...],
+        feature: FeatureConfig,
+        body: dict[str, Any],
+        version: str,
+        spec: OutputSpec | None = None,
+        escalate: Escalate | None = None,
     ) -> Answer | Stream:
-        """The first answer the chain gives; the deterministic answer; or the last error."""
+        """The first (valid) answer the chain gives; else the deterministic answer; else the last error."""
         deadline = None if feature.deadline is None else serving.started + feature.deadline
+        streamed = bool(body.get("stream"))
+        usage_asked = ChatRequest(body, "").include_usage
+        if spec is not None and streamed:
+            # An answer must be whole to be validated before the product sees any of it:
+            # ask for it unstreamed, then replay it as a stream.
+            body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         last_error: ProviderError | None = None
         for depth, model in enumerate(chain):
             serving.fallback_depth = depth
             try:
-                return await self._model(serving, model, body, version, deadline)
+                reply = await self._model(serving, model, body, version, deadline)
+                if spec is not None:
+                    answer = await self._validated(serving, model, reply, spec, body, version, deadline)
+                    reply = _replay(answer, streamed, usage_asked)
+                return reply
             except ProviderError as exc:
                 if exc.error_class is ErrorClass.BAD_REQUEST:
                     raise  # the request itself is wrong: no other model can fix it
                 last_error = exc
             if deadline is not None and time.perf_counter() >= deadline:
                 break
+        if isinstance(last_error, InvalidOutput) and escalate is not None:
+            await escalate(last_error.message, last_error.last_output)
         text = feature.route.deterministic_fallback
         if text is not None:
             serving.fallback_depth = len(chain)
             serving.model = "deterministic"
-            return deterministic_stream(text) if body.get("stream") else deterministic_answer(text)
+            return _replay(deterministic_answer(text), streamed, usage_asked)
         if last_error is None:
             raise ChainExhausted(ErrorClass.CONNECTION, "no model of the chain is available (circuits open)")
         raise last_error
+
+    async def _validated(
+        self,
+        serving: Serving,
+        model: Model,
+        reply: Answer | Stream,
+        spec: OutputSpec,
+        body: dict[str, Any],
+        version: str,
+        deadline: float | None,
+    ) -> Answer:
+        """The answer if it passes (repaired if need be); else re-ask the model, at most `spec.reask` times."""
+        assert isinstance(reply, Answer)  # validated requests are made unstreamed
+        for asked in range(spec.reask + 1):
+            verdict = check(spec, reply.body)
+            if verdict.ok:
+                if verdict.repaired:
+                    return Answer(with_content(reply.body, verdict.content), reply.usage, reply.model)
+                return reply
+            if asked == spec.reask:
+                break
+            again = await self._model(
+                serving, model, reask_body(body, spec, verdict.content, verdict.error or ""), version, deadline
+            )
+            assert isinstance(again, Answer)
+            reply = again
+        raise InvalidOutput(f"'{model.name}' answered invalid output: {verdict.error}", verdict.content)
 
     async def _model(
         self, serving: Serving, model: Model, body: dict[str, Any], version: str, deadline: float | None
@@ -179,6 +230,13 @@ class Invoker:
         self._outcome(deployment, permit, attempt, None)
         serving.model = model.name
         return result
+
+
+def _replay(reply: Answer | Stream, streamed: bool, include_usage: bool) -> Answer | Stream:
+    """A whole answer, as the stream the client asked for."""
+    if streamed and isinstance(reply, Answer):
+        return Replay(reply, include_usage=include_usage)
+    return reply
 
 
 def _within(timeouts: Timeouts, deadline: float | None) -> Timeouts | None:

@@ -1,6 +1,6 @@
 """The serving pipeline, stage by stage, top to bottom.
 
-    authenticate → admit → route → invoke (retries, breakers, fallbacks) → record → respond
+    authenticate → admit → route → invoke (retries, breakers, fallbacks; validate, escalate) → record → respond
 
 Each stage is a module of its own in this package. Later stages (guards, context, cache,
 validation) slot in beside these in the same order as ../DESIGN.md lists them.
@@ -13,10 +13,12 @@ from modelplane.providers.base import Stream
 from modelplane.serving import respond
 from modelplane.serving.admit import admit, pick_feature
 from modelplane.serving.auth import authenticate
+from modelplane.serving.escalate import escalate
 from modelplane.serving.gateway import Gateway
 from modelplane.serving.request import parse_chat, parse_embeddings
 from modelplane.serving.route import route
 from modelplane.serving.state import Inbound, Serving
+from modelplane.serving.validate import output_spec
 
 
 async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
@@ -30,7 +32,12 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
         feature = admit(runtime, serving.caller, serving.feature)
         chain = route(runtime, serving.feature)
-        reply = await gateway.invoker.chat(serving, chain, feature, body, runtime.version)
+        spec = output_spec(runtime.outputs.get(serving.feature), body)
+
+        async def to_queue(reason: str, last_output: str) -> None:
+            await escalate(gateway.store, serving, body, reason, last_output, runtime.version)
+
+        reply = await gateway.invoker.chat(serving, chain, feature, body, runtime.version, spec, to_queue)
         if isinstance(reply, Stream):
             return await respond.stream(serving, reply, gateway.recorder, runtime.version)
     except ModelplaneError as exc:

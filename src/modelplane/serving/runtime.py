@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from modelplane.config.load import LoadedConfig
 from modelplane.config.schema import FeatureConfig, KeyConfig, ModelConfig, ProviderConfig
 from modelplane.providers import Provider, Timeouts, build_provider
+from modelplane.serving.validate import OutputSpec, feature_specs
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Runtime:
     models: dict[str, Model]
     keys: dict[str, KeyConfig]  # sha256 hex digest -> key
     chains: dict[str, tuple[Model, ...]]  # feature -> its models in fallback order
+    outputs: dict[str, OutputSpec]  # feature -> how its answers are validated (only features that ask)
 
     @property
     def version(self) -> str:
@@ -62,6 +65,7 @@ class Runtime:
 def build_runtime(loaded: LoadedConfig, reuse: dict[str, tuple[ProviderConfig, Provider]] | None = None) -> Runtime:
     """Resolve a loaded config. Providers whose config did not change are reused (keeping pools and weights)."""
     config = loaded.config
+    outputs = feature_specs(config, None if loaded.embedded else Path(loaded.source).parent)
     providers: dict[str, Provider] = {}
     for name, provider_config in config.providers.items():
         previous = (reuse or {}).get(name)
@@ -75,7 +79,7 @@ def build_runtime(loaded: LoadedConfig, reuse: dict[str, tuple[ProviderConfig, P
         for name, feature in config.features.items()
     }
     keys = {key.hash.removeprefix("sha256:"): key for key in config.keys}
-    return Runtime(loaded, providers, models, keys, chains)
+    return Runtime(loaded, providers, models, keys, chains, outputs)
 
 
 def _model(name: str, config: ModelConfig, providers: dict[str, Provider]) -> Model:

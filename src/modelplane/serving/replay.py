@@ -1,0 +1,42 @@
+"""A whole answer replayed as a stream, for clients that asked to stream an answer that had to be
+whole first (a validated answer, the deterministic fallback)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from modelplane.providers.base import JSON, Answer, Stream
+
+
+class Replay(Stream):
+    """The chunks an OpenAI server would have streamed for `answer`: the message, the finish, the usage."""
+
+    def __init__(self, answer: Answer, *, include_usage: bool) -> None:
+        super().__init__(answer.model)
+        self.answer = answer
+        self.include_usage = include_usage
+        self.usage = answer.usage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        body = self.answer.body
+        base: JSON = {
+            "id": body.get("id", "chatcmpl-replay"),
+            "object": "chat.completion.chunk",
+            "created": body.get("created", int(time.time())),
+            "model": body.get("model", self.model),
+        }
+        choice: dict[str, Any] = (body.get("choices") or [{}])[0]
+        message = dict(choice.get("message") or {"role": "assistant", "content": ""})
+        delta: JSON = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(message["tool_calls"])]
+        self.mark_first_token()
+        yield orjson.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self.finish_reason = choice.get("finish_reason") or "stop"
+        yield orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}]})
+        if self.include_usage and body.get("usage"):
+            yield orjson.dumps({**base, "choices": [], "usage": body["usage"]})
