@@ -282,9 +282,8 @@ async def test_an_open_breaker_stops_the_traffic_and_half_open_lets_one_probe_th
         assert view.state == "closed"
 
 
-async def test_deployments_are_balanced_and_an_open_one_is_skipped(make_gateway: MakeGateway) -> None:
-    async with ScriptedUpstream() as a, ScriptedUpstream() as b:
-        text = f"""
+def two_deployments(a: ScriptedUpstream, b: ScriptedUpstream, breaker: str) -> str:
+    return f"""
 providers:
   a: {{kind: openai, base_url: "{a.base_url}"}}
   b: {{kind: openai, base_url: "{b.base_url}"}}
@@ -294,19 +293,29 @@ features:
   f: {{route: {{models: [m]}}}}
 resilience:
   retry: {{attempts: 2, initial: 0.001, max: 0.002}}
-  breaker: {{window: 30, min_requests: 3, failure_rate: 0.5, cooldown: 60}}
+  breaker: {breaker}
 """
-        gateway = await make_gateway(text)
+
+
+async def test_deployments_share_the_traffic(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as a, ScriptedUpstream() as b:
+        gateway = await make_gateway(two_deployments(a, b, "{min_requests: 10}"))
         for _ in range(5):
             await asyncio.gather(*(pipeline.chat(gateway, ask("f")) for _ in range(8)))
-        assert a.count() >= 8 and b.count() >= 8  # both deployments carry traffic
+        assert a.count() >= 8 and b.count() >= 8
+
+
+async def test_a_failing_deployment_is_retried_elsewhere_and_its_open_breaker_skipped(
+    make_gateway: MakeGateway,
+) -> None:
+    async with ScriptedUpstream() as a, ScriptedUpstream() as b:
+        gateway = await make_gateway(two_deployments(a, b, "{min_requests: 1, failure_rate: 0.5, cooldown: 60}"))
         a.default = error(500)
-        for _ in range(40):
-            assert (await pipeline.chat(gateway, ask("f"))).status == 200
-        before = a.count()
         for _ in range(20):
-            assert (await pipeline.chat(gateway, ask("f"))).status == 200
-        assert a.count() == before  # its breaker is open: b takes everything
+            assert (await pipeline.chat(gateway, ask("f"))).status == 200  # a retry goes to the other deployment
+        states = {v.key: v.state for v in await gateway.invoker.breakers.views()}
+        assert states == {"m@a": "open", "m@b": "closed"}
+        assert a.count() == 1 and b.count() == 20
 
 
 async def test_the_feature_deadline_bounds_the_whole_serving(make_gateway: MakeGateway) -> None:
@@ -360,7 +369,9 @@ async def test_breaker_state_survives_a_reload(make_gateway: MakeGateway, tmp_pa
 
 SCHEMA_FEATURE = (
     "  f:\n"
-    '    route: {models: [first, second], deterministic_fallback: "{\\"priority\\": \\"low\\", \\"reply\\": \\"later\\"}"}\n'
+    "    route:\n"
+    "      models: [first, second]\n"
+    '      deterministic_fallback: "{\\"priority\\": \\"low\\", \\"reply\\": \\"later\\"}"\n'
     "    output:\n"
     "      json_schema: {type: object, required: [priority, reply],\n"
     "                    properties: {priority: {enum: [low, high]}, reply: {type: string}}}\n"

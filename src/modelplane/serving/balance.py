@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from modelplane.serving.runtime import Deployment
 
 _DECAY_SECONDS = 10.0  # how fast a latency spike is forgotten
+_FAILURE_PENALTY = 1.0  # seconds: what a failed call counts as in the latency estimate
 _CLEARLY = 0.8  # the second draw wins only when its expected wait is under 80 % of the first's
 
 
@@ -62,8 +63,11 @@ class Balancer:
     def started(self, deployment: Deployment) -> None:
         self._stat(deployment.key).in_flight += 1
 
-    def finished(self, deployment: Deployment, latency: float) -> None:
+    def finished(self, deployment: Deployment, latency: float, ok: bool = True) -> None:
         stats = self._stat(deployment.key)
+        if not ok:
+            # A fast failure must not make a deployment look fast.
+            latency = max(latency, _FAILURE_PENALTY)
         stats.in_flight = max(0, stats.in_flight - 1)
         now = time.monotonic()
         if latency > stats.ewma:

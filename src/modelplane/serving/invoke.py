@@ -208,8 +208,8 @@ class Invoker:
         return _PrimedStream(stream, first, chunks)
 
     def _outcome(self, deployment: Deployment, permit: Permit, attempt: Attempt, error: ProviderError | None) -> None:
-        self.balancer.finished(deployment, time.perf_counter() - attempt.started)
         ok = error is None or error.error_class not in DEPLOYMENT_FAULTS
+        self.balancer.finished(deployment, time.perf_counter() - attempt.started, ok)
         self.breakers.record(deployment.key, ok, permit)
 
     async def embeddings(self, serving: Serving, model: Model, body: dict[str, Any], version: str) -> Embeddings:
