@@ -11,9 +11,33 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
+from redis.exceptions import RedisError
+
+from gateways import GatewayProcess, free_port
+from services import REDIS_URL, unavailable
 
 # The CI machine runs Postgres here with trust auth (see DESIGN.md, "Storage and scale").
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix in the Redis at 127.0.0.1:6379; its keys are deleted after the test."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except (OSError, RedisError) as exc:
+        client.close()
+        unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
+    prefix = f"mp-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 @pytest.fixture
@@ -25,10 +49,7 @@ async def postgres_url() -> AsyncIterator[str]:
     try:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
     except (OSError, asyncpg.PostgresError) as exc:
-        reason = f"Postgres unreachable at {POSTGRES_ADMIN_URL}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"Postgres unreachable at {POSTGRES_ADMIN_URL}: {exc}")
     name = f"mp_test_{uuid.uuid4().hex[:12]}"
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -37,9 +58,6 @@ async def postgres_url() -> AsyncIterator[str]:
         # FORCE ends connections a failed test may have left open (Postgres 13+).
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-from gateways import GatewayProcess, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import sys
 import textwrap
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError
 
 from modelplane.config.schema import BreakerConfig
 from modelplane.serving.breaker import BreakerBackend, BreakerView, LocalBreakers, Permit, State
 from modelplane.serving.breaker_redis import RedisBreakers
+from services import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CONFIG = BreakerConfig(window=10, min_requests=4, failure_rate=0.5, cooldown=5)
 KEY = "openai/gpt-4o-mini"
 
@@ -36,31 +33,6 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A fresh key prefix in the Redis at 127.0.0.1:6379, its keys deleted after the test.
-
-    Skips when Redis is unreachable, except under CI=true, where that is a failure.
-    """
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except (OSError, RedisError) as exc:
-        client.close()
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    prefix = f"mp-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def redis_breakers(prefix: str, clock: Callable[[], float]) -> RedisBreakers:
