@@ -46,7 +46,8 @@ def serve(
 
 
 async def _serve_one(loaded: LoadedConfig, host: str, port: int, log_level: str) -> None:
-    from modelplane.server.app import create_app, reload_logged
+    from modelplane.server.admin import reload_logged
+    from modelplane.server.app import create_app
 
     env = dict(os.environ)
     gateway = await Gateway.start(loaded)  # fails here, before listening, on a bad model path or ledger URL
