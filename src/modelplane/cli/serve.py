@@ -88,11 +88,16 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        # The handlers stay installed after serving: a second SIGTERM during the last moments of a
-        # graceful shutdown must not kill the process with the default action.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle_exit)
-        yield
+        try:
+            yield
+        finally:
+            # Shutdown is done and the ledger drained. Another SIGTERM now (a supervisor repeating
+            # itself) must not kill the exiting process: ignored handlers survive interpreter
+            # teardown, which puts every other Python handler back to the default action.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def _serve_workers(loaded: LoadedConfig, host: str, port: int, workers: int, log_level: str) -> None:
