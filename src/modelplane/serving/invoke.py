@@ -73,6 +73,7 @@ class Invoker:
             # ask for it unstreamed, then replay it as a stream.
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         last_error: ProviderError | None = None
+        invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
         for depth, model in enumerate(chain):
             serving.fallback_depth = depth
             try:
@@ -85,10 +86,12 @@ class Invoker:
                 if exc.error_class is ErrorClass.BAD_REQUEST:
                     raise  # the request itself is wrong: no other model can fix it
                 last_error = exc
+                if isinstance(exc, InvalidOutput):
+                    invalid = exc
             if deadline is not None and time.perf_counter() >= deadline:
                 break
-        if isinstance(last_error, InvalidOutput) and escalate is not None:
-            await escalate(last_error.message, last_error.last_output)
+        if invalid is not None and escalate is not None:
+            await escalate(invalid.message, invalid.last_output)
         text = feature.route.deterministic_fallback
         if text is not None:
             serving.fallback_depth = len(chain)
