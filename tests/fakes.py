@@ -1,15 +1,19 @@
-"""An in-process fake provider: the pipeline's test double (never shipped in the package)."""
+"""An in-process fake provider: the pipeline's test double (never shipped in the package), and an
+in-process gateway that uses it."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
+from modelplane.config.load import LoadedConfig, parse_config
 from modelplane.errors import ErrorClass, ProviderError
 from modelplane.providers.base import Answer, ChatRequest, Provider, Stream, Usage
+from modelplane.serving.gateway import Gateway
 
 
 @dataclass
@@ -78,3 +82,12 @@ def rate_limited(retry_after: float = 2.0) -> Reply:
 
 def server_error() -> Reply:
     return Reply(error=ProviderError(ErrorClass.SERVER_ERROR, "upstream answered 500", status=500))
+
+
+async def in_process_gateway(config_text: str, tmp_path: Path, providers: dict[str, Provider]) -> Gateway:
+    """A gateway on `config_text` with its SQLite ledger in `tmp_path/l.db` and fake providers."""
+    config = parse_config(config_text, env={})
+    config = config.model_copy(
+        update={"ledger": config.ledger.model_copy(update={"url": f"sqlite:///{tmp_path}/l.db"})}
+    )
+    return await Gateway.start(LoadedConfig(config, "v-test", "test", False, tmp_path), providers=providers)

@@ -9,7 +9,8 @@
     │   ├── Unauthorized         401  missing or unknown API key
     │   ├── Forbidden            403  the key may not use this
     │   ├── NotFound             404  unknown feature, model or escalation
-    │   └── PayloadTooLarge      413  body over the configured limit
+    │   ├── PayloadTooLarge      413  body over the configured limit
+    │   └── RateLimited          429  over a key's rate limit or a tenant's / feature's budget
     └── ProviderError          an upstream call failed; `error_class` says how (adapters classify)
 
 Errors are mapped to OpenAI's error JSON only at the HTTP edge (server/errors.py) and to
@@ -112,6 +113,24 @@ class PayloadTooLarge(RequestError):
     status = 413
     error_class = "payload_too_large"
     code = "request_too_large"
+
+
+class RateLimited(RequestError):
+    """Over a rate limit or a budget; `retry_after` (seconds) says when the window that refused rolls over.
+
+    `type` follows OpenAI: `requests` or `tokens` for a per-minute limit, `insufficient_quota` for a budget.
+    """
+
+    status = 429
+    error_class = "rate_limited"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, retry_after: float, *, error_type: str = "requests", code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.type = error_type
 
 
 class ErrorClass(StrEnum):

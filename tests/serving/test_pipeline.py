@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fakes import FakeProvider, Reply, rate_limited
+from fakes import FakeProvider, Reply, in_process_gateway, rate_limited
 from modelplane.config.load import LoadedConfig, parse_config
 from modelplane.errors import Forbidden, NotFound, ProviderError, Unauthorized
 from modelplane.ledger.store import LedgerStore
@@ -46,12 +46,7 @@ def fake() -> FakeProvider:
 
 @pytest.fixture
 async def gateway(tmp_path: Path, fake: FakeProvider) -> AsyncIterator[Gateway]:
-    config = parse_config(CONFIG, env={})
-    config = config.model_copy(
-        update={"ledger": config.ledger.model_copy(update={"url": f"sqlite:///{tmp_path}/l.db"})}
-    )
-    loaded = LoadedConfig(config, "v-test", "test", False, tmp_path)
-    gw = await Gateway.start(loaded, providers={"up": fake, "other": FakeProvider("other")})
+    gw = await in_process_gateway(CONFIG, tmp_path, {"up": fake, "other": FakeProvider("other")})
     yield gw
     await gw.close()
 

@@ -18,8 +18,8 @@ from modelplane.errors import ConfigError, ModelplaneError, UsageError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelplane.cli.common import ConfigOption, console, exits_on_error, read_config
+from modelplane.economics.prices import PriceBook
 
 app = typer.Typer(help="Check and inspect the config.", no_args_is_help=True)
 
@@ -19,3 +20,12 @@ def check(config: ConfigOption = None) -> None:
         f"ok: {loaded.source} (version {loaded.version}): {len(cfg.providers)} providers, {len(cfg.models)} models, "
         f"{len(cfg.features)} features, {len(cfg.tiers)} tiers, {len(cfg.keys)} keys"
     )
+    book = PriceBook.from_config(cfg)
+    from_table = sorted(name for name, history in book.histories.items() if history.source.startswith("table:"))
+    if from_table:
+        console.print(
+            f"priced from the shipped table (list prices as of {book.table_as_of}; check them): {', '.join(from_table)}"
+        )
+    unpriced = book.unpriced(list(cfg.models))
+    if unpriced:
+        console.print(f"unpriced (their calls record cost null): {', '.join(unpriced)}")

@@ -19,6 +19,19 @@ from modelplane.errors import ConfigError, ConfigIssue
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text: the schema parses them, so `effective: 2025-13-01`
+    is an error with its path rather than a ValueError from inside PyYAML."""
+
+
+def _date_as_text(loader: _Loader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)  # only scalars resolve to the timestamp tag
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_as_text)
+
 EMBEDDED_DEFAULT_YAML = """\
 # The embedded default: the bundled local model, a SQLite ledger under $MODELPLANE_HOME,
 # no API keys, so the gateway only listens on 127.0.0.1.
@@ -62,7 +75,7 @@ def load_config(path: Path | None, *, home: Path, env: Mapping[str, str]) -> Loa
 def parse_config(text: str, *, env: Mapping[str, str], source: str = "config") -> Config:
     """Parse YAML text into a validated `Config`, collecting every error with its path."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,15 +1,25 @@
 """The typed shape of `modelplane.yaml`.
 
-Top-level sections: `providers`, `models`, `tiers`, `features`, `keys`, plus `ledger`,
-`server` and `telemetry`. Structural checks live here (pydantic); checks that relate
+Top-level sections: `providers`, `models`, `tiers`, `features`, `keys`, plus `tenants`,
+`ledger`, `server`, `telemetry`, `resilience` and `redis`. Structural checks live here (pydantic); checks that relate
 sections to each other (a route naming an unknown model) live in `config/checks.py`.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    TypeAdapter,
+    model_validator,
+)
 
 
 class Strict(BaseModel):
@@ -42,13 +52,42 @@ class ProviderConfig(Strict):
 
 
 class Price(Strict):
-    """USD per 1M tokens. Cached input defaults to the input price when a provider has no discount."""
+    """USD per 1M tokens. Cached input defaults to the input price when a provider has no discount.
+
+    `effective` (a date, from 00:00 UTC) says from when the price applies; without it, it always has
+    (until a later entry of the same history takes over).
+    """
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    effective: date | None = None
+
+
+def check_price_history(prices: list[Price]) -> list[Price]:
+    """A price history: at most one entry without `effective` (the base), no date twice."""
+    if sum(p.effective is None for p in prices) > 1:
+        raise ValueError("only one price of a history may leave out `effective` (it applies before the others)")
+    dates = [p.effective for p in prices if p.effective is not None]
+    if len(set(dates)) != len(dates):
+        raise ValueError("two prices have the same `effective` date")
+    return prices
+
+
+PriceList = Annotated[list[Price], Field(min_length=1), AfterValidator(check_price_history)]
+_PRICE_LIST: TypeAdapter[list[Price]] = TypeAdapter(PriceList)
+
+
+def _price_or_history(value: Any) -> Price | list[Price] | None:
+    # Validated by hand rather than as a union, so errors keep the plain path (`price.output`,
+    # `price[1].effective`) instead of naming union branches.
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return _PRICE_LIST.validate_python(value)
+    return Price.model_validate(value)
 
 
 class TimeoutConfig(Strict):
@@ -68,7 +107,9 @@ class DeploymentConfig(Strict):
 class ModelConfig(Strict):
     provider: str
     name: str | None = None  # the upstream's model name; defaults to the model's key
-    price: Price | None = None
+    # One price, or its history (each with `effective`); without it, the shipped price table is
+    # looked up by `name` (see economics/table.py); with neither, calls are recorded unpriced.
+    price: Annotated[Price | list[Price] | None, PlainValidator(_price_or_history)] = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
     weight: float = Field(default=1.0, gt=0)  # of the deployment on `provider`, among `deployments`
     deployments: list[DeploymentConfig] = Field(default_factory=list)
@@ -102,23 +143,46 @@ class ResilienceConfig(Strict):
 
 
 class TierConfig(Strict):
+    """A revenue tier: what a serving earns, and what else (besides model calls) it costs, in USD."""
+
     revenue_per_serving: float | None = Field(default=None, ge=0)
     monthly_price: float | None = Field(default=None, ge=0)
     expected_servings_per_month: int | None = Field(default=None, gt=0)
+    variable_cost_per_serving: float = Field(default=0.0, ge=0)  # hosting, retrieval, support… per serving
 
     @model_validator(mode="after")
     def _revenue(self) -> TierConfig:
         if self.monthly_price is not None and self.expected_servings_per_month is None:
             raise ValueError("`monthly_price` needs `expected_servings_per_month` to give a revenue per serving")
+        if self.monthly_price is not None and self.revenue_per_serving is not None:
+            raise ValueError("give `revenue_per_serving` or `monthly_price`, not both")
         return self
+
+    def revenue(self) -> float | None:
+        """USD earned per serving; None when the tier says nothing about revenue."""
+        if self.revenue_per_serving is not None:
+            return self.revenue_per_serving
+        if self.monthly_price is not None and self.expected_servings_per_month:
+            return self.monthly_price / self.expected_servings_per_month
+        return None
+
+    def margin(self, model_cost: float) -> float | None:
+        """Gross margin in USD of one serving whose model calls cost `model_cost`; None without a revenue."""
+        revenue = self.revenue()
+        return None if revenue is None else revenue - model_cost - self.variable_cost_per_serving
 
 
 class RouteConfig(Strict):
     """Which models answer: the strategy picks among `models`; after them, in order, the fallback
-    chain tries the other `models`, then `fallback` (e.g. a local model), then the deterministic answer."""
+    chain tries the other `models`, then `fallback` (e.g. a local model), then the deterministic answer.
+
+    `tiers` replaces `models` for callers of a tier (`{free: [small]}`: the free tier on the small
+    model); their chain still ends with `fallback`.
+    """
 
     strategy: Literal["single"] = "single"
     models: list[str] = Field(min_length=1)
+    tiers: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
     fallback: list[str] = Field(default_factory=list)
     deterministic_fallback: str | None = None
 
@@ -131,12 +195,38 @@ class OutputConfig(Strict):
     reask: int = Field(default=1, ge=0)
 
 
+class BudgetConfig(Strict):
+    """What a tenant or a feature may spend per UTC calendar day and month; unset means unlimited.
+
+    Tokens are input plus output tokens of every call. A spent budget answers 429 until the
+    window rolls over (UTC midnight, the 1st of the month).
+    """
+
+    usd_per_day: float | None = Field(default=None, ge=0)
+    usd_per_month: float | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+
+    @property
+    def limited(self) -> bool:
+        limits = (self.usd_per_day, self.usd_per_month, self.tokens_per_day, self.tokens_per_month)
+        return any(limit is not None for limit in limits)
+
+
+class TenantConfig(Strict):
+    budget: BudgetConfig | None = None
+
+
 class FeatureConfig(Strict):
     route: RouteConfig
     tiers: list[str] | None = None  # None: every tier may use the feature
     description: str = ""
     deadline: PositiveSeconds | None = None  # for the whole serving, every retry and fallback included
     output: OutputConfig | None = None
+    budget: BudgetConfig | None = None  # for all callers of the feature together
+
+
+LOCAL_TENANT = "local"  # the tenant of every caller when no keys are configured
 
 
 class KeyConfig(Strict):
@@ -147,6 +237,8 @@ class KeyConfig(Strict):
     tier: str = "default"
     admin: bool = False
     name: str = ""
+    rpm: int | None = Field(default=None, ge=1)  # requests per minute (fixed one-minute windows)
+    tpm: int | None = Field(default=None, ge=1)  # tokens per minute, input plus output
 
 
 class LedgerConfig(Strict):
@@ -178,9 +270,10 @@ class Config(Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"default": TierConfig()})
     features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)  # budgets; tenants come from `keys`
     keys: list[KeyConfig] = Field(default_factory=list)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
-    redis: RedisConfig | None = None  # shared state across gateway workers (breakers, …)
+    redis: RedisConfig | None = None  # shared state across gateway workers (breakers, rate limits, budgets)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from starlette.responses import Response
 
-from modelplane.errors import ConfigError, ModelplaneError, ProviderError, RequestError, UsageError, http_status
+from modelplane.errors import (
+    ConfigError,
+    ModelplaneError,
+    ProviderError,
+    RateLimited,
+    RequestError,
+    UsageError,
+    http_status,
+)
 
 log = logging.getLogger("modelplane.server")
 
@@ -19,6 +28,8 @@ def error_response(exc: ModelplaneError, headers: dict[str, str] | None = None) 
         extra["x-modelplane-serving"] = exc.serving_id
     if isinstance(exc, RequestError):
         error = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+        if isinstance(exc, RateLimited):
+            extra["retry-after"] = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, never early
     elif isinstance(exc, ProviderError):
         error = {"message": exc.message, "type": "upstream_error", "param": None, "code": str(exc.error_class)}
         if exc.retry_after is not None:

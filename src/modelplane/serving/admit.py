@@ -1,10 +1,11 @@
-"""Stage 2, admit: is the requested feature there, and open to the caller's tier?"""
+"""Stage 2, admit: is the requested feature there, open to the caller's tier, and within its limits?"""
 
 from __future__ import annotations
 
 from modelplane.config.schema import FeatureConfig
 from modelplane.errors import Forbidden, NotFound
 from modelplane.serving.auth import Caller
+from modelplane.serving.limits import Limiter
 from modelplane.serving.runtime import Runtime
 
 
@@ -19,13 +20,15 @@ def pick_feature(runtime: Runtime, header: str | None, body_model: object) -> st
     return name
 
 
-def admit(runtime: Runtime, caller: Caller, feature_name: str) -> FeatureConfig:
-    """The feature's config, if the caller's tier may use it."""
+async def admit(runtime: Runtime, limiter: Limiter, caller: Caller, feature_name: str) -> FeatureConfig:
+    """The feature's config, if the caller's tier may use it and no rate limit or budget is reached
+    (see `limits.py`); counts the request against the caller's rpm."""
     feature = runtime.features[feature_name]
     if feature.tiers is not None and caller.tier not in feature.tiers:
         raise Forbidden(
             f"feature '{feature_name}' is not available on tier '{caller.tier}'", code="feature_not_in_tier"
         )
+    await limiter.admit(caller, feature_name)
     return feature
 
 

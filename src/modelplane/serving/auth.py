@@ -6,10 +6,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from modelplane.config.schema import LOCAL_TENANT
 from modelplane.errors import Unauthorized
 from modelplane.serving.runtime import Runtime
 
-LOCAL_TENANT = "local"
 DEFAULT_TIER = "default"
 
 
@@ -19,6 +19,7 @@ class Caller:
     tier: str
     admin: bool = False
     key_name: str = ""
+    key: str = ""  # the key's sha256 hex digest, which rate limits count by; "" for open access
 
 
 OPEN_CALLER = Caller(LOCAL_TENANT, DEFAULT_TIER, admin=True, key_name="open-access")
@@ -43,7 +44,7 @@ def authenticate(runtime: Runtime, authorization: str | None) -> Caller:
     # The lookup is by digest, so timing reveals nothing about the key; compare anyway to keep it obvious.
     if entry is None or not hmac.compare_digest(entry.hash.removeprefix("sha256:"), digest):
         raise Unauthorized("invalid API key")
-    return Caller(entry.tenant, entry.tier, entry.admin, entry.name)
+    return Caller(entry.tenant, entry.tier, entry.admin, entry.name, digest)
 
 
 def require_admin(runtime: Runtime, authorization: str | None) -> Caller:

@@ -1,4 +1,4 @@
-"""The gateway's long-lived parts: the current runtime, the recorder, metrics and tracing."""
+"""The gateway's long-lived parts: the current runtime, the recorder, metrics, tracing, limits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from modelplane.providers.base import Provider
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import BreakerBackend, LocalBreakers
 from modelplane.serving.invoke import Invoker
+from modelplane.serving.limits import Counters, Limiter, LocalCounters
 from modelplane.serving.record import Recorder
 from modelplane.serving.retry import RetryBudget
 from modelplane.serving.runtime import Runtime, build_runtime, start_providers
@@ -27,9 +28,16 @@ class Gateway:
     """Owns what outlives a request. `runtime` is swapped whole on reload; servings hold their own."""
 
     def __init__(
-        self, runtime: Runtime, recorder: Recorder, metrics: Metrics | None, store: LedgerStore, invoker: Invoker
+        self,
+        runtime: Runtime,
+        recorder: Recorder,
+        metrics: Metrics | None,
+        store: LedgerStore,
+        invoker: Invoker,
+        limiter: Limiter,
     ) -> None:
         self.runtime = runtime
+        self.limiter = limiter
         self.store = store
         self.recorder = recorder
         self.metrics = metrics
@@ -61,11 +69,12 @@ class Gateway:
         tracing = Tracing.from_config(config.telemetry)
         tracing.provider_kinds = {name: p.kind for name, p in config.providers.items()}
         invoker = _invoker(config)
+        limiter = _limiter(config)
         if metrics is not None:
             metrics.watch_breakers(invoker.breakers.views)
         await start_providers(runtime)
         log.info("ledger: %s", redact_url(loaded.ledger_url()))
-        return cls(runtime, Recorder(writer, metrics, tracing), metrics, store, invoker)
+        return cls(runtime, Recorder(writer, metrics, tracing, limiter.charge), metrics, store, invoker, limiter)
 
     async def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, fully validated config; unchanged providers keep their pools and weights."""
@@ -77,6 +86,7 @@ class Gateway:
             # Breakers and balancer statistics are keyed by deployment and outlive the config.
             self.invoker.retry = loaded.config.resilience.retry
             self.invoker.breakers.config = loaded.config.resilience.breaker
+            self.limiter.configure(loaded.config)  # the counts so far stay
             self.runtime = runtime
             kept = set(runtime.providers.values())
             retired = [p for p in old.providers.values() if p not in kept]
@@ -92,6 +102,7 @@ class Gateway:
     async def close(self) -> None:
         """Drain the ledger, then close providers. Nothing recorded is lost."""
         await self.recorder.close()
+        await self.limiter.aclose()  # after the recorder: the last servings are charged
         await self.store.close()
         await self.invoker.breakers.aclose()
         for task in self._retiring:
@@ -110,6 +121,17 @@ def _invoker(config: Config) -> Invoker:
         breakers = LocalBreakers(resilience.breaker)
     budget = RetryBudget(resilience.retry.budget_ratio, resilience.retry.budget_min_per_second)
     return Invoker(breakers, Balancer(), budget, resilience.retry, random.Random())
+
+
+def _limiter(config: Config) -> Limiter:
+    counters: Counters
+    if config.redis is not None:
+        from modelplane.serving.limits_redis import RedisCounters
+
+        counters = RedisCounters.from_url(config.redis.url, config.redis.prefix)
+    else:
+        counters = LocalCounters()
+    return Limiter(config, counters)
 
 
 async def _close_later(providers: list[Provider], delay: float) -> None:

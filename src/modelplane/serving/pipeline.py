@@ -30,8 +30,8 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         body = parse_chat(inbound.body)
         serving.stream = bool(body.get("stream"))
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
-        feature = admit(runtime, serving.caller, serving.feature)
-        chain = route(runtime, serving.feature)
+        feature = await admit(runtime, gateway.limiter, serving.caller, serving.feature)
+        chain = route(runtime, serving.feature, serving.caller.tier)
         spec = output_spec(runtime.outputs.get(serving.feature), body)
 
         async def to_queue(reason: str, last_output: str) -> None:
@@ -55,8 +55,8 @@ async def embeddings(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
     try:
         body = parse_embeddings(inbound.body)
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
-        admit(runtime, serving.caller, serving.feature)
-        model = route(runtime, serving.feature)[0]
+        await admit(runtime, gateway.limiter, serving.caller, serving.feature)
+        model = route(runtime, serving.feature, serving.caller.tier)[0]
         result = await gateway.invoker.embeddings(serving, model, body, runtime.version)
     except ModelplaneError as exc:
         await gateway.recorder.record(serving.fail(exc), runtime.version)

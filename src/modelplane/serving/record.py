@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from modelplane.ledger.records import ServingRecord
 from modelplane.ledger.writer import LedgerWriter
@@ -20,11 +21,19 @@ from modelplane.telemetry.tracing import Tracing
 log = logging.getLogger("modelplane.record")
 
 
+ChargeHook = Callable[[Serving, ServingRecord], None]
+
+
 class Recorder:
-    def __init__(self, writer: LedgerWriter, metrics: Metrics | None, tracing: Tracing) -> None:
+    """Every serving ends here; `charge` (rate limits and budgets, see `limits.py`) sees its record."""
+
+    def __init__(
+        self, writer: LedgerWriter, metrics: Metrics | None, tracing: Tracing, charge: ChargeHook | None = None
+    ) -> None:
         self.writer = writer
         self.metrics = metrics
         self.tracing = tracing
+        self.charge = charge
         self._waiting: set[asyncio.Task[None]] = set()
         self._unpriced_warned: set[str] = set()
 
@@ -46,6 +55,8 @@ class Recorder:
     def _observe(self, serving: Serving, version: str) -> ServingRecord:
         record = to_record(serving.finish(), version)
         self._warn_unpriced(record)
+        if self.charge is not None:
+            self.charge(serving, record)
         if self.metrics is not None:
             self.metrics.observe(record)
         self.tracing.emit(record)

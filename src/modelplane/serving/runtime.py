@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelplane.config.load import LoadedConfig
-from modelplane.config.schema import FeatureConfig, KeyConfig, ModelConfig, ProviderConfig
+from modelplane.config.schema import Config, FeatureConfig, KeyConfig, ModelConfig, Price, ProviderConfig
+from modelplane.economics.prices import PriceBook, PriceHistory
 from modelplane.providers import Provider, Timeouts, build_provider
 from modelplane.serving.validate import OutputSpec, feature_specs
 
@@ -35,6 +36,11 @@ class Model:
     config: ModelConfig
     deployments: tuple[Deployment, ...]
     timeouts: Timeouts
+    prices: PriceHistory | None = None  # None: unpriced, its calls are recorded with cost null
+
+    def price_at(self, ts: float) -> Price | None:
+        """The price in effect at unix time `ts`."""
+        return None if self.prices is None else self.prices.at(ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +51,10 @@ class Runtime:
     providers: dict[str, Provider]
     models: dict[str, Model]
     keys: dict[str, KeyConfig]  # sha256 hex digest -> key
-    chains: dict[str, tuple[Model, ...]]  # feature -> its models in fallback order
+    # (feature, tier) -> its models in fallback order; (feature, None) for tiers the route does not name
+    chains: dict[tuple[str, str | None], tuple[Model, ...]]
     outputs: dict[str, OutputSpec]  # feature -> how its answers are validated (only features that ask)
+    prices: PriceBook  # every model's price history (config, else the shipped table)
 
     @property
     def version(self) -> str:
@@ -73,16 +81,24 @@ def build_runtime(loaded: LoadedConfig, reuse: dict[str, tuple[ProviderConfig, P
             providers[name] = previous[1]
         else:
             providers[name] = build_provider(name, provider_config, loaded.home)
-    models = {name: _model(name, model, providers) for name, model in config.models.items()}
-    chains = {
-        name: tuple(models[m] for m in (*feature.route.models, *feature.route.fallback))
-        for name, feature in config.features.items()
-    }
+    book = PriceBook.from_config(config)
+    models = {name: _model(name, model, providers, book) for name, model in config.models.items()}
+    chains = _chains(config, models)
     keys = {key.hash.removeprefix("sha256:"): key for key in config.keys}
-    return Runtime(loaded, providers, models, keys, chains, outputs)
+    return Runtime(loaded, providers, models, keys, chains, outputs, book)
 
 
-def _model(name: str, config: ModelConfig, providers: dict[str, Provider]) -> Model:
+def _chains(config: Config, models: dict[str, Model]) -> dict[tuple[str, str | None], tuple[Model, ...]]:
+    chains: dict[tuple[str, str | None], tuple[Model, ...]] = {}
+    for name, feature in config.features.items():
+        route = feature.route
+        chains[name, None] = tuple(models[m] for m in (*route.models, *route.fallback))
+        for tier, tier_models in route.tiers.items():
+            chains[name, tier] = tuple(models[m] for m in (*tier_models, *route.fallback))
+    return chains
+
+
+def _model(name: str, config: ModelConfig, providers: dict[str, Provider], book: PriceBook) -> Model:
     upstream = config.name or name
     deployments = [Deployment(f"{name}@{config.provider}", name, upstream, providers[config.provider], config.weight)]
     deployments += [
@@ -90,7 +106,7 @@ def _model(name: str, config: ModelConfig, providers: dict[str, Provider]) -> Mo
         for d in config.deployments
     ]
     timeouts = Timeouts(config.timeout.connect, config.timeout.first_token, config.timeout.total)
-    return Model(name, config, tuple(deployments), timeouts)
+    return Model(name, config, tuple(deployments), timeouts, book.histories.get(name))
 
 
 async def start_providers(runtime: Runtime) -> None:

@@ -117,7 +117,7 @@ class Attempt:
             cache_write_tokens=usage.cache_write_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=call_cost(usage, self.model.config.price),
+            cost_usd=call_cost(usage, self.model.price_at(self.serving.ts)),
             latency_ms=(now - self.started) * 1000.0,
             ttft_ms=None if first_token_at is None else (first_token_at - self.started) * 1000.0,
             config_version=version,
