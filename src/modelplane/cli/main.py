@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from modelplane.cli import config, escalations, keys, serve
+from modelplane.cli import config, escalations, keys, report, serve
 
 app = typer.Typer(
     name="modelplane",
@@ -19,6 +19,7 @@ app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(escalations.app, name="escalations")
+app.command("report")(report.report)
 
 
 def run() -> None:

@@ -14,6 +14,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from modelplane.economics.report import Report
+
 
 @dataclass(frozen=True, slots=True)
 class Charts:
@@ -30,8 +32,10 @@ class Charts:
 def figures(charts: Charts) -> list[tuple[str, go.Figure]]:
     """The four charts, each with its id."""
     cost = go.Figure(
-        [go.Scatter(x=[d for d, _ in s], y=[c for _, c in s], mode="lines+markers", name=f)
-         for f, s in charts.cost_over_time.items()]
+        [
+            go.Scatter(x=[d for d, _ in s], y=[c for _, c in s], mode="lines+markers", name=f)
+            for f, s in charts.cost_over_time.items()
+        ]
     )
     cost.update_layout(title="Cost per serving over time", yaxis_title="USD per serving")
     tiers = list(charts.margin_by_tier)
@@ -48,7 +52,9 @@ def figures(charts: Charts) -> list[tuple[str, go.Figure]]:
                 go.Scatter(x=volumes, y=[m for _, _, m in points], name=f"{feature}: margin", line={"dash": "dot"})
             )
     projection.update_layout(
-        title="Projected monthly cost and margin", xaxis_type="log", xaxis_title="servings per month",
+        title="Projected monthly cost and margin",
+        xaxis_type="log",
+        xaxis_title="servings per month",
         yaxis_title="USD per month",
     )
     return [("cost-over-time", cost), ("margin-by-tier", margin), ("model-mix", mix), ("projection", projection)]
@@ -56,7 +62,7 @@ def figures(charts: Charts) -> list[tuple[str, go.Figure]]:
 
 @lru_cache(maxsize=1)
 def _plotly_js() -> str:
-    return get_plotlyjs()
+    return str(get_plotlyjs())
 
 
 def render_page(charts: Charts) -> str:
@@ -76,4 +82,29 @@ def render_page(charts: Charts) -> str:
         f"<script>{_plotly_js()}</script></head><body>"
         f"<h1>{html.escape(charts.title)}</h1>{divs}"
         f"<h2>Projection assumptions</h2><ul>{notes}</ul></body></html>"
+    )
+
+
+def charts_from_report(report: Report) -> Charts:
+    """The page's series, read off a report."""
+    margins = {
+        f"{row.feature} / {tier.tier}": tier.margin_per_serving_usd for row in report.features for tier in row.tiers
+    }
+    projection: dict[str, list[tuple[int, float, float | None]]] = {}
+    notes: list[str] = []
+    if report.projection is not None:
+        curves = [("all features", report.projection.points)]
+        curves += [(f.feature, f.points) for f in report.projection.features]
+        projection = {name: [(p.servings_per_month, p.cost_usd, p.margin_usd) for p in pts] for name, pts in curves}
+        notes = list(report.projection.assumptions)
+    window = f"{report.since or 'start'} to {report.until or 'now'}"
+    return Charts(
+        title=f"modelplane unit economics, {window}",
+        cost_over_time={
+            f: [(d.day, d.cost_per_serving_usd) for d in days] for f, days in report.cost_over_time.items()
+        },
+        margin_by_tier=margins,
+        model_mix=report.total.model_mix,
+        projection=projection,
+        notes=notes,
     )

@@ -3,7 +3,10 @@ gateway's lifespan. Handlers stay thin: each calls one function of the core."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,7 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig
+from modelplane.economics.charts import charts_from_report, render_page
+from modelplane.economics.report import build_report
 from modelplane.errors import ModelplaneError
+from modelplane.ledger.queries import ReportFilter
 from modelplane.server import admin
 from modelplane.server.errors import error_response
 from modelplane.server.hotpath import HotPath, Pipeline
@@ -25,6 +31,7 @@ from modelplane.serving.gateway import Gateway
 from modelplane.telemetry.metrics import CONTENT_TYPE
 
 Handler = Callable[[Gateway, Request], Awaitable[Any]]
+_DASHBOARD_DAYS = 30
 
 
 def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gateway: Gateway | None = None) -> HotPath:
@@ -55,6 +62,9 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         await metrics.refresh()
         return Response(metrics.render(), 200, media_type=CONTENT_TYPE)
 
+    async def dashboard(request: Request) -> Response:
+        return await dashboard_page(current(), request)
+
     def admin_route(path: str, handler: Handler, method: str = "GET") -> Route:
         return Route(path, json_endpoint(current, handler, admin=True), methods=[method])
 
@@ -63,6 +73,7 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
         admin_route("/admin/config", admin.config),
         admin_route("/admin/reload", admin.reloader(env or {}), "POST"),
         admin_route("/admin/health", admin.health),
@@ -99,6 +110,32 @@ async def models(gateway: Gateway, request: Request) -> Any:
         for name in visible_features(gateway.runtime, caller)
     ]
     return {"object": "list", "data": data}
+
+
+async def dashboard_page(gateway: Gateway, request: Request) -> Response:
+    """The report's charts over the last 30 days. Browsers get a password prompt: any user name, the admin key."""
+    try:
+        require_admin(gateway.runtime, _credentials(request.headers.get("authorization")))
+    except ModelplaneError as exc:
+        response = error_response(exc)
+        response.headers["www-authenticate"] = 'Basic realm="modelplane dashboard"'
+        return response
+    since = time.time() - _DASHBOARD_DAYS * 86400
+    loaded = gateway.runtime.loaded
+    report = await build_report(gateway.store, loaded.config, ReportFilter(since=since), config_version=loaded.version)
+    page = await asyncio.to_thread(lambda: render_page(charts_from_report(report)))
+    return Response(page, 200, media_type="text/html")
+
+
+def _credentials(authorization: str | None) -> str | None:
+    """`Bearer KEY` as it is; HTTP Basic (a browser's prompt) as `Bearer <password>`."""
+    if authorization and authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return "Bearer " + decoded.partition(":")[2]
+    return authorization
 
 
 async def healthz(request: Request) -> Response:
