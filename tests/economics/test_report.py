@@ -62,7 +62,8 @@ async def test_support_reply_pro_matches_the_hand_calculation(store: LedgerStore
     # s2 spans from its first arrival (T0+10) to its last answer (T0+11 + 300 ms): 1300 ms
     assert pro.latency_ms.p50 == pytest.approx((100 + 400) / 2)
     assert pro.latency_ms.p95 == pytest.approx(400 + 0.85 * (1300 - 400), rel=1e-6)
-    assert (pro.calls, pro.unpriced_calls, pro.unpriced_servings, pro.saved_usd) == (4, 0, 0, None)
+    # The ledger records savings (m003); there are no cache hits here.
+    assert (pro.calls, pro.unpriced_calls, pro.unpriced_servings, pro.saved_usd) == (4, 0, 0, 0.0)
 
 
 async def test_unpriced_calls_are_flagged_and_left_out_of_cost(store: LedgerStore) -> None:

@@ -217,6 +217,19 @@ class TenantConfig(Strict):
     budget: BudgetConfig | None = None
 
 
+class SemanticCacheConfig(Strict):
+    threshold: float = Field(default=0.80, gt=0, le=1)  # cosine similarity a hit needs (see bench/README.md)
+
+
+class CacheConfig(Strict):
+    """A feature's response cache. Keys: tenant + feature + route + every answer-changing parameter."""
+
+    exact: bool = True
+    semantic: SemanticCacheConfig | None = None
+    ttl: PositiveSeconds = 86_400.0
+    when: Literal["deterministic", "always"] = "deterministic"  # deterministic: only at temperature 0
+
+
 class FeatureConfig(Strict):
     route: RouteConfig
     tiers: list[str] | None = None  # None: every tier may use the feature
@@ -224,6 +237,7 @@ class FeatureConfig(Strict):
     deadline: PositiveSeconds | None = None  # for the whole serving, every retry and fallback included
     output: OutputConfig | None = None
     budget: BudgetConfig | None = None  # for all callers of the feature together
+    cache: CacheConfig | None = None
 
 
 LOCAL_TENANT = "local"  # the tenant of every caller when no keys are configured
@@ -265,6 +279,10 @@ class RedisConfig(Strict):
     prefix: str = "modelplane"
 
 
+class CacheStoreConfig(Strict):
+    max_bytes: int = Field(default=256 * 2**20, ge=1024)  # in-process, across every feature (LRU)
+
+
 class Config(Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -276,4 +294,5 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    cache: CacheStoreConfig = Field(default_factory=CacheStoreConfig)
     redis: RedisConfig | None = None  # shared state across gateway workers (breakers, rate limits, budgets)

@@ -118,7 +118,13 @@ async def m002_escalations(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls, m002_escalations)
+async def m003_cache_savings(conn: AsyncConnection) -> None:
+    """Add `servings.saved_usd` (what a cache hit saved: the original serving's cost) and `cache_score`."""
+    await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN saved_usd DOUBLE PRECISION"))
+    await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN cache_score DOUBLE PRECISION"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls, m002_escalations, m003_cache_savings)
 
 
 async def migrate(conn: AsyncConnection) -> list[str]:

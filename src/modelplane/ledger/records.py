@@ -65,6 +65,8 @@ class ServingRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     config_version: str = ""
+    saved_usd: float | None = None  # a cache hit: what the original serving cost
+    cache_score: float | None = None  # a semantic lookup: the best similarity found
     calls: list[CallRecord] = field(default_factory=list)
 
 

@@ -68,6 +68,12 @@ async def resolve(gateway: Gateway, request: Request) -> Any:
     return await gateway.store.escalation(escalation_id)
 
 
+async def purge_cache(gateway: Gateway, request: Request) -> Any:
+    """`POST /admin/cache/purge?tenant=T&feature=F`: drop cached answers (all of them with neither)."""
+    tenant, feature = request.query_params.get("tenant"), request.query_params.get("feature")
+    return {"purged": gateway.cache.purge(tenant=tenant, feature=feature), "tenant": tenant, "feature": feature}
+
+
 async def reload(gateway: Gateway, env: dict[str, str]) -> None:
     """Re-read the config file the gateway started from; an invalid file leaves the old config serving."""
     current = gateway.runtime.loaded

@@ -8,11 +8,13 @@ import random
 
 from modelplane.config.load import LoadedConfig
 from modelplane.config.schema import Config
+from modelplane.embeddings.base import Embedder
 from modelplane.ledger.store import LedgerStore, redact_url
 from modelplane.ledger.writer import LedgerWriter
 from modelplane.providers.base import Provider
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import BreakerBackend, LocalBreakers
+from modelplane.serving.cache import ResponseCache
 from modelplane.serving.invoke import Invoker
 from modelplane.serving.limits import Counters, Limiter, LocalCounters
 from modelplane.serving.record import Recorder
@@ -42,6 +44,7 @@ class Gateway:
         self.recorder = recorder
         self.metrics = metrics
         self.invoker = invoker
+        self.cache = ResponseCache(runtime.loaded.config.cache.max_bytes, _default_embedder)
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Future[None]] = set()
 
@@ -121,6 +124,13 @@ def _invoker(config: Config) -> Invoker:
         breakers = LocalBreakers(resilience.breaker)
     budget = RetryBudget(resilience.retry.budget_ratio, resilience.retry.budget_min_per_second)
     return Invoker(breakers, Balancer(), budget, resilience.retry, random.Random())
+
+
+def _default_embedder() -> Embedder:
+    """The semantic cache's embedder: wordllama, whose weights ship in its wheel (loaded on first use)."""
+    from modelplane.embeddings.wordllama import WordLlamaEmbedder
+
+    return WordLlamaEmbedder()
 
 
 def _limiter(config: Config) -> Limiter:

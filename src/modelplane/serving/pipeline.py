@@ -1,6 +1,7 @@
 """The serving pipeline, stage by stage, top to bottom.
 
-    authenticate → admit → route → invoke (retries, breakers, fallbacks; validate, escalate) → record → respond
+    authenticate → admit → cache lookup → route → invoke (retries, breakers, fallbacks; validate,
+    escalate) → record → cache store → respond
 
 Each stage is a module of its own in this package. Later stages (guards, context, cache,
 validation) slot in beside these in the same order as ../DESIGN.md lists them.
@@ -31,6 +32,10 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         serving.stream = bool(body.get("stream"))
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
         feature = await admit(runtime, gateway.limiter, serving.caller, serving.feature)
+        found = gateway.cache.lookup(serving.caller.tenant, serving.feature, feature, body)
+        serving.cache_score = found.best_score
+        if found.hit is not None:
+            return await respond.cached(serving, found.hit, body, gateway.recorder, runtime.version)
         chain = route(runtime, serving.feature, serving.caller.tier)
         spec = output_spec(runtime.outputs.get(serving.feature), body)
 
@@ -44,6 +49,8 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         await gateway.recorder.record(serving.fail(exc), runtime.version)
         raise
     record = await gateway.recorder.record(serving, runtime.version)
+    if feature.cache is not None and serving.model not in (None, "deterministic") and serving.status == "ok":
+        gateway.cache.store(found, feature.cache, reply.body, record.cost_usd, serving.model)
     return respond.answer(serving, reply, record)
 
 

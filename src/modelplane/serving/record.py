@@ -107,5 +107,7 @@ def to_record(serving: Serving, version: str) -> ServingRecord:
         latency_ms=(finished - serving.started) * 1000.0,
         ttft_ms=None if serving.first_token_at is None else (serving.first_token_at - serving.started) * 1000.0,
         config_version=version,
+        saved_usd=serving.saved_usd,
+        cache_score=serving.cache_score,
         calls=calls,
     )

@@ -9,8 +9,10 @@ import orjson
 
 from modelplane.errors import ProviderError
 from modelplane.ledger.records import ServingRecord
-from modelplane.providers.base import JSON, Answer, Stream
+from modelplane.providers.base import JSON, Answer, ChatRequest, Stream, Usage
+from modelplane.serving.cache import CacheHit
 from modelplane.serving.record import Recorder
+from modelplane.serving.replay import Replay
 from modelplane.serving.state import Serving
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -78,6 +80,20 @@ async def stream(serving: Serving, reply: Stream, recorder: Recorder, version: s
             raise
 
     return Outcome(200, {**SSE_HEADERS, **headers_for(serving, None)}, chunks=sse())
+
+
+async def cached(serving: Serving, hit: CacheHit, body: JSON, recorder: Recorder, version: str) -> Outcome:
+    """A cache hit: no call, cost 0, and the ledger records what it saved. Streams are replayed."""
+    serving.cache, serving.model, serving.saved_usd = hit.kind, hit.entry.model, hit.entry.cost_usd
+    answer = Answer(hit.entry.body, Usage(), hit.entry.model)
+    if body.get("stream"):
+        return await stream(
+            serving, Replay(answer, include_usage=ChatRequest(body, "").include_usage), recorder, version
+        )
+    record = await recorder.record(serving, version)
+    return Outcome(
+        200, {"content-type": "application/json", **headers_for(serving, record)}, orjson.dumps(hit.entry.body)
+    )
 
 
 def cost_comment(record: ServingRecord) -> bytes:

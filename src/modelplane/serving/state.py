@@ -53,6 +53,8 @@ class Serving:
     http_status: int = 200
     error: ModelplaneError | None = None
     cache: str = "miss"
+    cache_score: float | None = None
+    saved_usd: float | None = None
     fallback_depth: int = 0
 
     @classmethod
