@@ -298,8 +298,8 @@ class _Calculator:
             usage[c.model] = [a + b for a, b in zip(usage[c.model], tokens, strict=True)]
             model_cost[c.model] += c.cost_usd
         hits = int(hit.sum())
-        cache = getattr(self.config.features.get(feature), "cache", None)
-        semantic = getattr(cache, "semantic", None)
+        configured = self.config.features.get(feature)
+        semantic = configured.cache.semantic if configured and configured.cache else None
         return FeatureBasis(
             feature=feature,
             servings=merged.count,
@@ -313,7 +313,7 @@ class _Calculator:
             cache=fit_cache_curve(np.bincount(days), np.bincount(days, weights=hit.astype(np.float64))),
             usage={m: Usage(*t) for m, t in usage.items()},
             model_cost=dict(model_cost),
-            threshold=getattr(semantic, "threshold", None),
+            threshold=semantic.threshold if semantic else None,
         )
 
 
