@@ -19,7 +19,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-console = Console(highlight=False, soft_wrap=True)
+# Piped or redirected output gets room for the report's tables rather than a terminal's 80 columns.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 ConfigOption = Annotated[
     Path | None,

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ def serve(
             f"refusing to listen on {bind_host} with no API keys configured",
             "add keys to the config (`modelplane keys new --tenant NAME`) or listen on 127.0.0.1",
         )
+    _check_free(bind_host, bind_port)
     err_console.print(startup_line(loaded, bind_host, bind_port), markup=False, soft_wrap=True)
     if workers > 1:
         _serve_workers(loaded, bind_host, bind_port, workers, log_level)
@@ -141,6 +143,17 @@ def startup_line(loaded: LoadedConfig, host: str, port: int) -> str:
         f"modelplane: {loaded.source} (version {loaded.version}): {len(cfg.features)} features, "
         f"{len(cfg.models)} models; listening on {where}, {access}"
     )
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail before loading models when the address is taken: a one-line reason, not a late uvicorn error."""
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", "stop the other server, or pass --port")
 
 
 def _is_loopback(host: str) -> bool:

@@ -162,8 +162,14 @@ def _sqlite_rows(database: str, sql: str) -> list[Any]:
         conn.close()
 
 
+# Requests the gateway refused before any model or cache was asked: not servings of the feature.
+REFUSED = ("unauthorized", "forbidden", "not_found", "bad_request", "payload_too_large", "rate_limited")
+
+
 def _where(s: sa.TableClause, where: ReportFilter) -> list[sa.ColumnElement[bool]]:
-    clauses: list[sa.ColumnElement[bool]] = []
+    clauses: list[sa.ColumnElement[bool]] = [
+        sa.or_(s.c.error_class.is_(None), s.c.error_class.not_in(REFUSED))
+    ]
     if where.since is not None:
         clauses.append(s.c.ts >= where.since)
     if where.until is not None:
