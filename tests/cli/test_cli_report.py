@@ -89,3 +89,13 @@ def test_bad_input_exits_2_with_a_hint(config: Path, args: list[str], message: s
     assert code == 2, out
     assert message in err and hint in err
     assert "Traceback" not in err
+
+
+
+def test_reprice_flag_runs(config: Path) -> None:
+    """`--reprice` end to end through the CLI: the JSON it prints still validates."""
+    code, out, err = run("--config", str(config), "--format", "json", "--reprice")
+    assert code == 0, err
+    data = orjson.loads(out)
+    jsonschema.validate(data, report_schema())
+    assert data["total"]["servings"] == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import jsonschema
 import orjson
 import pytest
 
+from modelplane.config.load import parse_config
+from modelplane.economics.prices import PriceBook, reprice
 from modelplane.economics.report import Economics, Report, build_report, report_json, report_schema
 from modelplane.ledger import LedgerStore
 from modelplane.ledger.queries import ReportFilter
-from reportledger import DAY, T0, config, hand_ledger
+from reportledger import CONFIG_YAML, DAY, T0, config, hand_ledger
 
 
 @pytest.fixture(params=["sqlite", "sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -115,3 +118,28 @@ async def test_json_output_validates_against_the_schema(store: LedgerStore) -> N
     broken = data | {"total": data["total"] | {"servings": "seven"}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(report_schema()).validate(broken)
+
+
+async def test_reprice_recomputes_every_call_at_todays_prices(store: LedgerStore) -> None:
+    old = "small: {provider: up, name: gpt-4o-mini, price: {input: 1.0, cached_input: 0.5, output: 2.0}}"
+    new = "small: {provider: up, name: gpt-4o-mini, price: {input: 3.0, cached_input: 1.5, output: 7.0}}"
+    repriced_config = parse_config(CONFIG_YAML.replace(old, new), env={})
+    as_recorded = tier(feature(await build_report(store, repriced_config, ReportFilter()), "support-reply"), "pro")
+    repriced = tier(
+        feature(await build_report(store, repriced_config, ReportFilter(), reprice=True), "support-reply"), "pro"
+    )
+    # The same figure worked out call by call in Python with economics.prices.reprice.
+    book, now = PriceBook.from_config(repriced_config), time.time()
+    per_serving: dict[str, float] = {}
+    for row in await store.servings(limit=1000):
+        if (row["feature"], row["tier"]) != ("support-reply", "pro"):
+            continue
+        costs = [reprice(call, book, now) for call in await store.calls_for(str(row["id"]))]
+        assert None not in costs
+        per_serving[str(row["serving_id"])] = per_serving.get(str(row["serving_id"]), 0.0) + sum(
+            c for c in costs if c is not None
+        )
+    expected = sum(per_serving.values()) / len(per_serving)
+    assert repriced.cost_per_serving_usd.mean == pytest.approx(expected)
+    assert as_recorded.cost_per_serving_usd.mean == pytest.approx(0.00225)  # what the ledger recorded
+    assert repriced.cost_per_serving_usd.mean != pytest.approx(0.00225)

@@ -70,9 +70,12 @@ def report(
     ] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
     what_if: Annotated[list[str] | None, typer.Option("--what-if", help=f"Projection scenario: {GRAMMAR}.")] = None,
+    reprice: Annotated[
+        bool, typer.Option("--reprice", help="Recompute every call's cost at today's prices, not those of its day.")
+    ] = False,
 ) -> None:
     """Unit economics per feature and tier: tokens, cost, margin, cache, fallbacks, model mix, projection."""
-    exits_on_error(_report)(config, since, until, feature or [], tier or [], output_format, out, what_if or [])
+    exits_on_error(_report)(config, since, until, feature or [], tier or [], output_format, out, what_if or [], reprice)
 
 
 def _report(
@@ -84,6 +87,7 @@ def _report(
     output_format: str,
     out: Path | None,
     what_ifs: list[str],
+    reprice: bool = False,
 ) -> None:
     renderer = RENDERERS.get(output_format)
     if renderer is None:
@@ -96,7 +100,7 @@ def _report(
     for phrase in what_ifs:
         parse_what_if(phrase)  # a typo ends the command before the ledger is read
     loaded = read_config(config_path)
-    result = asyncio.run(_build(loaded.ledger_url(), loaded.config, where, loaded.version, what_ifs))
+    result = asyncio.run(_build(loaded.ledger_url(), loaded.config, where, loaded.version, what_ifs, reprice))
     _check_names(result, loaded.config, features, tiers)
     if out is None:
         renderer(result, console)
@@ -106,11 +110,13 @@ def _report(
     console.print(f"wrote {out}", markup=False)
 
 
-async def _build(url: str, config: Config, where: ReportFilter, version: str, what_ifs: list[str]) -> Report:
+async def _build(
+    url: str, config: Config, where: ReportFilter, version: str, what_ifs: list[str], reprice: bool
+) -> Report:
     store = LedgerStore.from_url(url)
     try:
         await store.open()
-        return await build_report(store, config, where, config_version=version, what_ifs=what_ifs)
+        return await build_report(store, config, where, config_version=version, what_ifs=what_ifs, reprice=reprice)
     finally:
         await store.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,7 @@ import numpy as np
 import orjson
 
 from modelplane.config.schema import Config, TierConfig
+from modelplane.economics.prices import PriceBook
 from modelplane.economics.projection import FeatureBasis, Projection, fit_cache_curve, project
 from modelplane.ledger.queries import (
     CACHE_HIT,
@@ -116,9 +118,18 @@ async def build_report(
     *,
     config_version: str = "",
     what_ifs: list[str] | None = None,
+    reprice: bool = False,
 ) -> Report:
-    """Read the ledger and compute the report, with its projection (after `what_ifs`)."""
-    data = await report_data(store, where)
+    """Read the ledger and compute the report, with its projection (after `what_ifs`).
+
+    `reprice`: every call's cost recomputed from its tokens at today's prices (the config's,
+    else the shipped table's) instead of the price in effect when it was made.
+    """
+    prices = None
+    if reprice:
+        book, now = PriceBook.from_config(config), time.time()
+        prices = {model: book.price_at(model, now) for model in config.models}
+    data = await report_data(store, where, prices)
     return report_from_data(data, config, where, config_version=config_version, what_ifs=what_ifs)
 
 

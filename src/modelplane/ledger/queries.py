@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
+from modelplane.config.schema import Price
 from modelplane.ledger.store import LedgerStore
 
 FloatArray = npt.NDArray[np.float64]
@@ -103,19 +105,27 @@ class ReportData:
     records_savings: bool = False  # the ledger has a `saved_usd` column
 
 
-async def report_data(store: LedgerStore, where: ReportFilter) -> ReportData:
-    """Read the per-serving aggregates and the per-model call totals the report needs."""
+async def report_data(
+    store: LedgerStore, where: ReportFilter, reprice: Mapping[str, Price | None] | None = None
+) -> ReportData:
+    """Read the per-serving aggregates and the per-model call totals the report needs.
+
+    `reprice` (model -> today's price) recomputes every call's cost from its tokens instead of
+    the cost recorded at the time; a model missing from it, or priced None, counts as unpriced.
+    """
     async with store.engine.connect() as conn:
         columns = await conn.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("servings")})
     records_savings = "saved_usd" in columns
-    servings = sa.table("servings", *(sa.column(name) for name in columns))
-    calls = sa.table(
+    servings: Any = sa.table("servings", *(sa.column(name) for name in columns))
+    calls: Any = sa.table(
         "calls",
         sa.column("request_id"),
         sa.column("model"),
         sa.column("cost_usd"),
         *(sa.column(name) for name in _TOKENS),
     )
+    if reprice is not None:
+        servings, calls = _repriced(servings, calls, reprice)
     per_serving = _per_serving(servings, where, records_savings)
     per_model = _per_model(servings, calls, where)
 
@@ -166,10 +176,59 @@ def _sqlite_rows(database: str, sql: str) -> list[Any]:
 REFUSED = ("unauthorized", "forbidden", "not_found", "bad_request", "payload_too_large", "rate_limited")
 
 
+def _repriced(s: sa.TableClause, c: sa.TableClause, prices: Mapping[str, Price | None]) -> tuple[Any, Any]:
+    """`servings` and `calls` as subqueries whose `cost_usd` is recomputed at `prices`."""
+    cost = _call_cost(c, prices)
+    calls = sa.select(*(col for col in c.c if col.name != "cost_usd"), cost.label("cost_usd")).subquery("calls")
+    per_request = (
+        sa.select(
+            calls.c.request_id,
+            sa.func.sum(calls.c.cost_usd).label("cost"),
+            sa.func.sum(sa.case((calls.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+        )
+        .group_by(calls.c.request_id)
+        .subquery("repriced")
+    )
+    # No calls (a cache hit): 0. Any call of a model without a price today: unpriced (NULL).
+    repriced_cost = sa.case(
+        (per_request.c.request_id.is_(None), 0.0), (per_request.c.unpriced > 0, sa.null()), else_=per_request.c.cost
+    )
+    servings = (
+        sa.select(*(col for col in s.c if col.name != "cost_usd"), repriced_cost.label("cost_usd"))
+        .select_from(s.outerjoin(per_request, per_request.c.request_id == s.c.id))
+        .subquery("servings")
+    )
+    return servings, calls
+
+
+def _call_cost(c: sa.TableClause, prices: Mapping[str, Price | None]) -> sa.ColumnElement[Any]:
+    """A call's cost in SQL, as `economics.prices.call_cost` computes it in Python."""
+
+    def least(a: Any, b: Any) -> Any:
+        return sa.case((a < b, a), else_=b)
+
+    whens = []
+    for model, price in prices.items():
+        if price is None:
+            continue
+        cached = least(c.c.cached_input_tokens, c.c.input_tokens)
+        written = least(c.c.cache_write_tokens, c.c.input_tokens - cached)
+        reasoning = least(c.c.reasoning_tokens, c.c.output_tokens) if price.reasoning is not None else sa.literal(0)
+        usd = 1e-6 * (
+            (c.c.input_tokens - cached - written) * price.input
+            + cached * (price.input if price.cached_input is None else price.cached_input)
+            + written * (price.input if price.cache_write is None else price.cache_write)
+            + (c.c.output_tokens - reasoning) * price.output
+            + reasoning * (price.output if price.reasoning is None else price.reasoning)
+        )
+        whens.append((c.c.model == model, usd))
+    if not whens:
+        return sa.null()
+    return sa.case(*whens, else_=sa.null())
+
+
 def _where(s: sa.TableClause, where: ReportFilter) -> list[sa.ColumnElement[bool]]:
-    clauses: list[sa.ColumnElement[bool]] = [
-        sa.or_(s.c.error_class.is_(None), s.c.error_class.not_in(REFUSED))
-    ]
+    clauses: list[sa.ColumnElement[bool]] = [sa.or_(s.c.error_class.is_(None), s.c.error_class.not_in(REFUSED))]
     if where.since is not None:
         clauses.append(s.c.ts >= where.since)
     if where.until is not None:
