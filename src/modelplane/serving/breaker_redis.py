@@ -36,18 +36,18 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
 from modelplane.config.schema import BreakerConfig
 from modelplane.serving.breaker import BreakerView, Permit, State
+from modelplane.serving.redis_state import SharedState
 
 log = logging.getLogger("modelplane.breaker")
 
 _OPEN_TTL = 86_400  # seconds; the state hash must outlive any pause in traffic
-_WARN_EVERY = 60.0
-_BATCH = 256  # outcomes per pipelined round trip
 
 # KEYS: state. ARGV: now, cooldown, ttl. Returns 0 ALLOW, 1 PROBE, 2 DENY.
 _ACQUIRE = """
@@ -150,7 +150,6 @@ class RedisBreakers:
     ) -> None:
         self.config = config
         self.cache_seconds = cache_seconds
-        self.retry_after = retry_after
         self._client = client
         self._prefix = prefix
         self._now = clock
@@ -158,10 +157,17 @@ class RedisBreakers:
         self._record = client.register_script(_RECORD)
         self._allowed: dict[str, float] = {}  # key -> when Redis last answered ALLOW
         self._asking: dict[str, asyncio.Future[Permit]] = {}  # key -> the acquire in flight
-        self._outbox: list[tuple[str, bool, Permit, float]] = []  # outcomes not yet sent
-        self._sender: asyncio.Task[None] | None = None
-        self._down_until = -math.inf  # time.monotonic(): leave Redis alone until then
-        self._warned_at = -math.inf
+        self._shared: SharedState[tuple[str, bool, Permit, float]] = SharedState(
+            client, "circuit breakers, letting every call through", self._write_outcome, log, retry_after=retry_after
+        )
+
+    @property
+    def retry_after(self) -> float:
+        return self._shared.retry_after
+
+    @retry_after.setter
+    def retry_after(self, seconds: float) -> None:
+        self._shared.retry_after = seconds
 
     @classmethod
     def from_url(
@@ -179,7 +185,7 @@ class RedisBreakers:
         allowed_at = self._allowed.get(key)
         if allowed_at is not None and 0 <= now - allowed_at < self.cache_seconds:
             return Permit.ALLOW
-        if time.monotonic() < self._down_until:
+        if self._shared.down:
             return Permit.ALLOW
         asking = self._asking.get(key)
         if asking is not None:
@@ -195,7 +201,7 @@ class RedisBreakers:
         try:
             code = await self._acquire(keys=[self._key(key)], args=[now, self.config.cooldown, _OPEN_TTL])
         except (RedisError, OSError) as exc:
-            self._unreachable(exc)
+            self._shared.unreachable(exc)
             return Permit.ALLOW
         permit = _PERMITS[int(code)]
         if permit is Permit.ALLOW:
@@ -207,30 +213,11 @@ class RedisBreakers:
     def record(self, key: str, ok: bool, permit: Permit) -> None:
         if not ok:
             self._allowed.pop(key, None)
-        if time.monotonic() < self._down_until:
-            return
-        self._outbox.append((key, ok, permit, self._now()))
-        if self._sender is None or self._sender.done():
-            try:
-                self._sender = asyncio.get_running_loop().create_task(self._send())
-            except RuntimeError:
-                self._outbox.clear()
-                log.error("breaker outcome for %s dropped: record() needs a running event loop", key)
+        self._shared.send((key, ok, permit, self._now()))
 
-    async def _send(self) -> None:
-        """Send the outbox in pipelined batches: one connection, one round trip per batch."""
-        while self._outbox:
-            batch, self._outbox = self._outbox[:_BATCH], self._outbox[_BATCH:]
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key, ok, permit, now in batch:
-                        await self._record(self._record_keys(key), self._record_args(key, ok, permit, now), pipe)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self._outbox.clear()  # the rest would only wait for the same timeout
-                self._unreachable(exc)
-            except Exception:
-                log.exception("breaker outcomes failed in Redis")
+    async def _write_outcome(self, outcome: tuple[str, bool, Permit, float], pipe: Any) -> None:
+        key, ok, permit, now = outcome
+        await self._record(self._record_keys(key), self._record_args(key, ok, permit, now), pipe)
 
     def _record_keys(self, key: str) -> list[str]:
         return [self._key(key), f"{self._key(key)}:window", f"{self._prefix}:breakers"]
@@ -251,24 +238,16 @@ class RedisBreakers:
             _OPEN_TTL,
         ]
 
-    def _unreachable(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._down_until = now + self.retry_after
-        if now - self._warned_at >= _WARN_EVERY:
-            self._warned_at = now
-            log.warning("Redis unreachable for circuit breakers, letting every call through: %s", exc)
-
     async def flush(self) -> None:
         """Wait until every outcome recorded so far has reached Redis (or failed to)."""
-        while self._sender is not None and not self._sender.done():
-            await asyncio.shield(self._sender)
+        await self._shared.flush()
 
     async def views(self) -> list[BreakerView]:
         """Every known breaker, sorted by key; none when Redis is unreachable (a warning says so)."""
         try:
             return await self._views()
         except (RedisError, OSError) as exc:
-            self._unreachable(exc)
+            self._shared.unreachable(exc)
             return []
 
     async def _views(self) -> list[BreakerView]:
@@ -303,5 +282,4 @@ class RedisBreakers:
 
     async def aclose(self) -> None:
         """Send the outcomes still pending, then close the client."""
-        await self.flush()
-        await self._client.aclose()
+        await self._shared.aclose()

@@ -17,21 +17,18 @@ with fields `requests`, `tokens` and `usd_nano`, and expires a minute after its 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
 from modelplane.serving.limits import Charge, Check
+from modelplane.serving.redis_state import SharedState
 
 log = logging.getLogger("modelplane.limits")
 
-_WARN_EVERY = 60.0
-_BATCH = 256  # servings' charges per pipelined round trip
 
 # KEYS: one counter per check. ARGV: per check, field, limit, ttl, reserve. Returns 0 when
 # admitted (after counting the request on every reserving check), else the 1-based index of
@@ -64,15 +61,16 @@ class RedisCounters:
     """Counters shared by every gateway worker through Redis; fails open when Redis is down."""
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str = "modelplane", *, retry_after: float = 1.0) -> None:
-        self.retry_after = retry_after
-        self._client = client
         self._prefix = f"{prefix}:limits:"
         self._admit = client.register_script(_ADMIT)
         self._charge = client.register_script(_CHARGE)
-        self._outbox: list[Sequence[Charge]] = []
-        self._sender: asyncio.Task[None] | None = None
-        self._down_until = -math.inf  # time.monotonic(): leave Redis alone until then
-        self._warned_at = -math.inf
+        self._shared: SharedState[Sequence[Charge]] = SharedState(
+            client,
+            "rate limits and budgets, admitting every request",
+            self._write_charges,
+            log,
+            retry_after=retry_after,
+        )
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "modelplane", *, timeout: float = 0.5) -> RedisCounters:
@@ -81,7 +79,7 @@ class RedisCounters:
         return cls(client, prefix)
 
     async def admit(self, checks: Sequence[Check]) -> int | None:
-        if time.monotonic() < self._down_until:
+        if self._shared.down:
             return None
         keys = [self._prefix + check.counter for check in checks]
         args: list[str | int] = []
@@ -90,52 +88,24 @@ class RedisCounters:
         try:
             refused = int(await self._admit(keys=keys, args=args))
         except (RedisError, OSError) as exc:
-            self._unreachable(exc)
+            self._shared.unreachable(exc)
             return None
         return None if refused == 0 else refused - 1
 
     def charge(self, charges: Sequence[Charge]) -> None:
-        if not charges or time.monotonic() < self._down_until:
-            return
-        self._outbox.append(charges)
-        if self._sender is None or self._sender.done():
-            try:
-                self._sender = asyncio.get_running_loop().create_task(self._send())
-            except RuntimeError:
-                self._outbox.clear()
-                log.error("charges dropped: charge() needs a running event loop")
+        if charges:
+            self._shared.send(charges)
 
-    async def _send(self) -> None:
-        """Send the outbox in pipelined batches: one connection, one round trip per batch."""
-        while self._outbox:
-            batch, self._outbox = self._outbox[:_BATCH], self._outbox[_BATCH:]
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for charges in batch:
-                        keys = [self._prefix + charge.counter for charge in charges]
-                        args: list[str | int] = []
-                        for charge in charges:
-                            args += [charge.field, charge.amount, charge.ttl]
-                        await self._charge(keys, args, pipe)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self._outbox.clear()  # the rest would only wait for the same timeout
-                self._unreachable(exc)
-            except Exception:
-                log.exception("charges failed in Redis")
-
-    def _unreachable(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._down_until = now + self.retry_after
-        if now - self._warned_at >= _WARN_EVERY:
-            self._warned_at = now
-            log.warning("Redis unreachable for rate limits and budgets, admitting every request: %s", exc)
+    async def _write_charges(self, charges: Sequence[Charge], pipe: Any) -> None:
+        keys = [self._prefix + charge.counter for charge in charges]
+        args: list[str | int] = []
+        for charge in charges:
+            args += [charge.field, charge.amount, charge.ttl]
+        await self._charge(keys, args, pipe)
 
     async def flush(self) -> None:
-        while self._sender is not None and not self._sender.done():
-            await asyncio.shield(self._sender)
+        await self._shared.flush()
 
     async def aclose(self) -> None:
         """Send the charges still pending, then close the client."""
-        await self.flush()
-        await self._client.aclose()
+        await self._shared.aclose()
