@@ -52,8 +52,6 @@ from gateway_overhead import (
     BENCH_DIR,
     HOST,
     LITELLM_MASTER_KEY,
-    LITELLM_VENV,
-    LITELLM_VERSION,
     LOADGEN,
     MODELPLANE_KEY,
     STUB,
@@ -61,6 +59,7 @@ from gateway_overhead import (
     LiteLLM,
     Modelplane,
     Procs,
+    add_gateway_arguments,
     cpu_busy,
     fmt,
     free_port,
@@ -634,19 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         help="LiteLLM cooldown trigger: allowed_fails=9 (default), its per-minute failure-rate rule "
         "(env-tuned, see bench/README.md), or both (two LiteLLM runs, two columns)",
     )
-    ap.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for a gateway")
-    ap.add_argument("--modelplane-bin", help="modelplane executable (default: the one next to this Python)")
-    ap.add_argument("--modelplane-host-flag", action="store_true", help="also pass --host 127.0.0.1 to modelplane")
-    ap.add_argument("--litellm-venv", default=str(LITELLM_VENV), help="virtualenv for LiteLLM (created if missing)")
-    ap.add_argument("--litellm-version", default=LITELLM_VERSION, help="litellm version to install")
-    ap.add_argument(
-        "--client-cpu",
-        type=int,
-        default=(os.cpu_count() or 1) - 1,
-        help="pin the stubs and the load generator to this CPU (default: the last one; -1: no pinning)",
-    )
-    ap.add_argument("--out", default=str(RESULTS), help="JSON results file")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    add_gateway_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     if args.quick:
         args.servings = min(args.servings, 1_000)

@@ -708,6 +708,23 @@ def machine_info() -> dict:
     }
 
 
+def add_gateway_arguments(ap: argparse.ArgumentParser, results: Path) -> None:
+    """The options every gateway-vs-LiteLLM benchmark takes: where the gateways are, pinning, output."""
+    ap.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for a gateway to be ready")
+    ap.add_argument("--modelplane-bin", help="modelplane executable (default: the one next to this Python)")
+    ap.add_argument("--modelplane-host-flag", action="store_true", help="also pass --host 127.0.0.1 to modelplane")
+    ap.add_argument("--litellm-venv", default=str(LITELLM_VENV), help="virtualenv for LiteLLM (created if missing)")
+    ap.add_argument("--litellm-version", default=LITELLM_VERSION, help="litellm version to install")
+    ap.add_argument(
+        "--client-cpu",
+        type=int,
+        default=(os.cpu_count() or 1) - 1,
+        help="pin the stubs and the load generator to this CPU (default: the last one; -1: no pinning)",
+    )
+    ap.add_argument("--out", default=str(results), help="JSON results file")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["modelplane", "litellm"], help="benchmark only this gateway")
@@ -726,19 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-warmup", type=int, default=5_000, help="servings before the first RSS reading")
     ap.add_argument("--latency-requests", type=int, default=3_000, help="requests at 1 in flight")
     ap.add_argument("--throughput-seconds", type=float, default=5.0, help="seconds at 8 and at 64 in flight")
-    ap.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for a gateway to be ready")
-    ap.add_argument("--modelplane-bin", help="modelplane executable (default: the one next to this Python)")
-    ap.add_argument("--modelplane-host-flag", action="store_true", help="also pass --host 127.0.0.1 to modelplane")
-    ap.add_argument("--litellm-venv", default=str(LITELLM_VENV), help="virtualenv for LiteLLM (created if missing)")
-    ap.add_argument("--litellm-version", default=LITELLM_VERSION, help="litellm version to install")
-    ap.add_argument(
-        "--client-cpu",
-        type=int,
-        default=(os.cpu_count() or 1) - 1,
-        help="pin the stub and the load generator to this CPU (default: the last one; -1: no pinning)",
-    )
-    ap.add_argument("--out", default=str(RESULTS), help="JSON results file")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    add_gateway_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     if args.quick:
         args.latency_requests = min(args.latency_requests, 500)
