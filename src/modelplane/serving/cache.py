@@ -61,6 +61,9 @@ class CacheLookup:
     best_score: float | None = None
 
 
+_UNCACHED = CacheLookup(None, None, None, None)  # the hot path's answer for features without a cache
+
+
 class ResponseCache:
     """The gateway's response cache, shared by every feature that turns it on."""
 
@@ -82,7 +85,7 @@ class ResponseCache:
     def lookup(self, tenant: str, feature_name: str, feature: FeatureConfig, body: dict[str, Any]) -> CacheLookup:
         policy = feature.cache
         if policy is None or not cacheable(policy, body):
-            return CacheLookup(None, None, None, None)
+            return _UNCACHED
         fingerprint = feature_fingerprint(feature)
         exact_key = None
         if policy.exact:
