@@ -17,10 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig
-from modelplane.economics.charts import charts_from_report, render_page
-from modelplane.economics.report import build_report
 from modelplane.errors import ModelplaneError
-from modelplane.ledger.queries import ReportFilter
 from modelplane.server import admin
 from modelplane.server.errors import error_response
 from modelplane.server.hotpath import HotPath, Pipeline
@@ -121,6 +118,11 @@ async def dashboard_page(gateway: Gateway, request: Request) -> Response:
         response = error_response(exc)
         response.headers["www-authenticate"] = 'Basic realm="modelplane dashboard"'
         return response
+    # The report and plotly load on the first visit, not at start-up: the gateway itself never needs them.
+    from modelplane.economics.charts import charts_from_report, render_page
+    from modelplane.economics.report import build_report
+    from modelplane.ledger.queries import ReportFilter
+
     since = time.time() - _DASHBOARD_DAYS * 86400
     loaded = gateway.runtime.loaded
     report = await build_report(gateway.store, loaded.config, ReportFilter(since=since), config_version=loaded.version)

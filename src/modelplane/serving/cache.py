@@ -20,13 +20,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelplane.cache.semantic import SemanticCache, partition_key
 from modelplane.config.schema import CacheConfig, FeatureConfig
-from modelplane.embeddings.base import Embedder
+
+if TYPE_CHECKING:
+    # numpy and the embedder load only when a feature turns the semantic cache on.
+    from modelplane.cache.semantic import SemanticCache
+    from modelplane.embeddings.base import Embedder
 
 _NOT_IN_KEY = ("stream", "stream_options", "user")
 _SEP = "\x1f"  # between tenant, feature and digest in an exact key
@@ -79,6 +82,8 @@ class ResponseCache:
 
     def semantic(self) -> SemanticCache[Cached]:
         if self._semantic is None:
+            from modelplane.cache.semantic import SemanticCache
+
             self._semantic = SemanticCache(self._embedder(), max_bytes=self.max_bytes)
         return self._semantic
 
@@ -95,6 +100,8 @@ class ResponseCache:
         split = _split_question(body)
         if policy.semantic is None or split is None:
             return CacheLookup(None, exact_key, None, None)
+        from modelplane.cache.semantic import partition_key
+
         question, context = split
         partition = partition_key(tenant, feature_name, _digest(fingerprint, context))
         semantic = self.semantic()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from modelplane.config.load import LoadedConfig
 from modelplane.config.schema import Config
-from modelplane.embeddings.base import Embedder
 from modelplane.ledger.store import LedgerStore, redact_url
 from modelplane.ledger.writer import LedgerWriter
 from modelplane.providers.base import Provider
@@ -22,6 +22,9 @@ from modelplane.serving.retry import RetryBudget
 from modelplane.serving.runtime import Runtime, build_runtime, start_providers
 from modelplane.telemetry.metrics import Metrics
 from modelplane.telemetry.tracing import Tracing
+
+if TYPE_CHECKING:
+    from modelplane.embeddings.base import Embedder
 
 log = logging.getLogger("modelplane.gateway")
 
