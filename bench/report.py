@@ -4,7 +4,8 @@ For each backend (SQLite in a temp dir, Postgres at 127.0.0.1:5432 in a fresh da
 
 1. generate ``--servings`` (1,000,000) synthetic servings with their calls (4 features, 3 tiers,
    3 models, ~20 % cache hits with no call, ~8 % retries/fallbacks with 2-3 calls, 5 % of servings
-   spanning two requests, a few unpriced calls), spread over 30 days;
+   spanning two requests, a few unpriced calls), over 30 days in arrival order with time-ordered
+   ids, as the gateway writes them (serving/state.py ``new_id``);
 2. write them through ``LedgerStore.write`` in batches of ``--batch`` (timed: the write calls only,
    generation excluded) -- the ingest rate;
 3. run ``modelplane report --format json`` as a subprocess (the installed console script, so the
@@ -58,15 +59,15 @@ ledger: {{url: "{url}"}}
 def synthetic(count: int, seed: int = 7) -> Iterator[ServingRecord]:
     """`count` servings with their calls, deterministic for a seed."""
     rng = random.Random(seed)
-    run = uuid.uuid4().hex[:8]
+    step = 30 * 86400 / count  # arrival order: ts grows, as in a gateway's ledger
     n = 0
     while n < count:
         feature = FEATURES[rng.randrange(4)]
         tier = TIERS[rng.randrange(3)]
-        serving_id = f"{run}-s{n}"
-        ts = START + rng.random() * 30 * 86400
+        ts = START + (n + rng.random()) * step
+        serving_id = _time_id(ts, rng)
         for part in range(2 if rng.random() < 0.05 else 1):
-            request_id = f"{run}-r{n}-{part}"
+            request_id = serving_id if part == 0 else _time_id(ts + part * step / 4, rng)
             hit = rng.random() < 0.2
             calls = []
             if not hit:
@@ -78,7 +79,7 @@ def synthetic(count: int, seed: int = 7) -> Iterator[ServingRecord]:
                     cost = None if rng.random() < 0.001 else (inp * p_in + out * p_out) / 1e6
                     calls.append(
                         CallRecord(
-                            id=f"{request_id}-{attempt}",
+                            id=_time_id(ts + attempt * step / 8, rng),
                             request_id=request_id,
                             serving_id=serving_id,
                             ts=ts,
@@ -97,7 +98,7 @@ def synthetic(count: int, seed: int = 7) -> Iterator[ServingRecord]:
             yield ServingRecord(
                 id=request_id,
                 serving_id=serving_id,
-                ts=ts + part,
+                ts=ts + part * step / 4,
                 tenant="t",
                 tier=tier,
                 feature=feature,
@@ -116,6 +117,11 @@ def synthetic(count: int, seed: int = 7) -> Iterator[ServingRecord]:
                 calls=calls,
             )
             n += 1
+
+
+def _time_id(ts: float, rng: random.Random) -> str:
+    """An id the way the gateway makes them (serving/state.py `new_id`): nanoseconds, then 32 random bits."""
+    return f"{int(ts * 1e9):016x}{rng.getrandbits(32):08x}"
 
 
 async def ingest(url: str, count: int, batch: int) -> dict[str, float]:

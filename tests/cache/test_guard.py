@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelplane.cache.guard import check, facts
+from modelplane.cache.guard import check, facts, overlap
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,18 @@ from modelplane.cache.guard import check, facts
         ("Is Jackie Chan humble?", "Why is Jackie Chan humble?", "question"),
         ("How many AP classes should I take?", "When should I take AP classes?", "question"),
         ("Convert USD to EUR", "Convert EUR to USD", "direction"),
+        # An averaged embedding cannot see word order: the same words around a relation, swapped.
+        ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?", "direction"),
+        (
+            "Is writing fiction harder than writing poetry?",
+            "Is writing poetry harder than writing fiction?",
+            "direction",
+        ),
+        (
+            "How do I move files from my laptop to my phone?",
+            "How do I move files from my phone to my laptop?",
+            "direction",
+        ),
     ],
 )
 def test_different_meaning_is_rejected(query: str, cached: str, reason: str) -> None:
@@ -53,6 +65,14 @@ def test_different_meaning_is_rejected(query: str, cached: str, reason: str) -> 
         ("PyTorch tutorials for beginners", "Beginner tutorials for PyTorch"),
         ("What are the best places to visit in India?", "What are the best places to visit in india?"),
         ("Version 2.10.0 does not have it.", "No, it doesn't exist in version 2.10.0."),
+        # Reordered, but not the other way round: a symmetric comparison, a moved phrase, a repeated word.
+        ("How is the brain different from the mind?", "What is the mind and how is it different from the brain?"),
+        (
+            "Are all non-Muslims going to hell according to Islam?",
+            "According to Islam, are all non-Muslims going to hell?",
+        ),
+        ("Is it possible for dogs to catch worms from other dogs?", "How can dogs pass worms to other dogs?"),
+        ("How do I convert benzene into toluene?", "How can I convert benzene into toluene?"),
     ],
 )
 def test_paraphrases_pass(query: str, cached: str) -> None:
@@ -69,3 +89,10 @@ def test_sentence_initial_capitals_are_not_entities() -> None:
 def test_numbers_are_normalised() -> None:
     assert facts("It costs 4,000 dollars.").numbers == facts("it costs 4000 dollars").numbers
     assert facts("twelve apples").numbers == facts("12 apples").numbers
+
+
+def test_overlap_is_the_share_of_words_both_use() -> None:
+    assert overlap(facts("How do I learn Python?"), facts("how do i learn python")) == 1.0
+    assert overlap(facts("where is my parcel"), facts("where is the parcel for my order")) == 4 / 7
+    assert overlap(facts("hello"), facts("goodbye")) == 0.0
+    assert overlap(facts(""), facts("")) == 1.0

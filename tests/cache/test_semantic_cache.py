@@ -37,7 +37,7 @@ def test_same_question_hits_with_its_score(cache: SemanticCache[str]) -> None:
     assert hit is not None
     assert hit.answer == "click 'forgot password'"
     assert hit.score > 0.99
-    assert hit.verdict.ok
+    assert cache.decide(ACME, "How do I reset my password?").reason == "semantic"
 
 
 def test_identical_text_in_another_tenant_feature_or_context_misses(cache: SemanticCache[str]) -> None:
@@ -49,7 +49,7 @@ def test_identical_text_in_another_tenant_feature_or_context_misses(cache: Seman
     ):
         decision = cache.decide(other, "how do i reset my password")
         assert decision.hit is None
-        assert decision.reason == "empty"
+        assert decision.reason == "no_entries"
 
 
 def test_threshold_per_feature(cache: SemanticCache[str]) -> None:
@@ -62,7 +62,7 @@ def test_threshold_per_feature(cache: SemanticCache[str]) -> None:
     assert loose.score is not None and 0.8 <= loose.score < 0.99
     assert loose.hit is not None
     assert strict.hit is None
-    assert strict.reason == "below-threshold"
+    assert strict.reason == "below_threshold"
     assert strict.threshold == 0.99
 
 
@@ -99,3 +99,46 @@ def test_purge_by_tenant_and_feature(cache: SemanticCache[str]) -> None:
     assert cache.purge(feature="billing") == 1
     assert len(cache.index) == 1
     assert cache.lookup(partition_key("acme2", "support"), "question") is not None
+
+
+def test_the_candidate_that_keeps_the_askers_words_is_picked() -> None:
+    """Of near-tied cached questions, the one sharing more of the query's words is served (scoring.rank)."""
+    cache: SemanticCache[str] = SemanticCache(TopicEmbedder(), default_threshold=0.5)
+    cache.store(ACME, "where is the invoice for my order", "the invoice answer")
+    cache.store(ACME, "where is the parcel for my order", "the parcel answer")
+    hit = cache.lookup(ACME, "where is my parcel")
+    assert hit is not None and hit.answer == "the parcel answer"
+    nearest_only: SemanticCache[str] = SemanticCache(TopicEmbedder(), default_threshold=0.5, lexical=False)
+    nearest_only.store(ACME, "where is the invoice for my order", "the invoice answer")
+    nearest_only.store(ACME, "where is the parcel for my order", "the parcel answer")
+    plain = nearest_only.lookup(ACME, "where is my parcel")
+    assert plain is not None and plain.answer == "the invoice answer"  # what the embedding alone picks
+
+
+def test_a_refused_pick_is_a_miss_not_the_runner_up(cache: SemanticCache[str]) -> None:
+    cache.store(ACME, "Why don't people worry about global warming?", "they do not because …")
+    runner_up = "Why do people worry about global warming today and tomorrow"
+    cache.store(ACME, runner_up, "because …")
+    decision = cache.decide(ACME, "Why do people worry about global warming?")
+    assert decision.hit is None
+    assert decision.reason == "guard:negation"
+    alone: SemanticCache[str] = SemanticCache(BagOfWordsEmbedder(), default_threshold=0.8)
+    alone.store(ACME, runner_up, "because …")
+    assert alone.lookup(ACME, "Why do people worry about global warming?") is not None  # it would pass on its own
+
+
+class TopicEmbedder:
+    """An embedding that puts the invoice question a hair nearer the parcel query than the parcel question."""
+
+    name = "test/topic"
+    dim = 3
+    SLANT = {
+        "where is my parcel": 0.21,
+        "where is the invoice for my order": 0.20,
+        "where is the parcel for my order": 0.24,
+    }
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.asarray([[1.0, self.SLANT[text], 0.0] for text in texts], np.float32)
+        unit: np.ndarray = out / np.linalg.norm(out, axis=1, keepdims=True)
+        return unit

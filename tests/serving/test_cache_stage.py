@@ -135,7 +135,7 @@ async def test_a_hit_streams_back_as_sse(gateway: Gateway, fake: FakeProvider) -
 async def test_purge_by_tenant(gateway: Gateway, fake: FakeProvider) -> None:
     await pipeline.chat(gateway, ask("exact"))
     await pipeline.chat(gateway, ask("exact", key=GLOBEX))
-    assert gateway.cache.purge(tenant="acme") == 1
+    assert await gateway.cache.purge(tenant="acme") == 1
     again = await pipeline.chat(gateway, ask("exact"))
     kept = await pipeline.chat(gateway, ask("exact", key=GLOBEX))
     assert again.headers["x-modelplane-cache"] == "miss" and kept.headers["x-modelplane-cache"] == "exact"

@@ -5,10 +5,14 @@ to each other, and "internships of 2016" next to "internships of 2017". Serving 
 answer to the other is a confident wrong answer, so before a semantic hit is served the
 query and the cached question are compared on the few things a similarity score is blind
 to: negation, numbers, named entities (proper nouns, acronyms, quoted strings), antonyms,
-the direction of a comparison, and the kind of question asked (why / when / who …).
+the direction of a comparison or conversion (who / what goes which way: an averaged word
+embedding cannot see word order, so "convert ethanol to acetic acid" and "convert acetic
+acid to ethanol" embed identically), and the kind of question asked (why / when / who …).
 
 Everything here is pure and costs microseconds: `facts()` reads a question once (the
 cache keeps the facts of each stored question), `compare()` decides on two sets of facts.
+`overlap()` measures the words two questions share; `cache/scoring.py` mixes it into the
+similarity score.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["GuardVerdict", "QuestionFacts", "check", "compare", "facts"]
+__all__ = ["GuardVerdict", "QuestionFacts", "check", "compare", "facts", "overlap"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class QuestionFacts:
     polar: frozenset[tuple[int, int]]  # (antonym pair id, side)
     asks: frozenset[str]  # why / when / where / who / how-many …
     directional: bool  # "to", "from", "than", "vs" …: entity order carries meaning
+    relations: frozenset[tuple[str, str, str]]  # (word before, relation word, word after): "ethanol to acid"
 
 
 def _words(text: str) -> frozenset[str]:
@@ -145,6 +150,19 @@ _ASKS: dict[str, str] = {"why": "why", "when": "when", "where": "where", "who": 
 _HOW_MUCH = re.compile(r"\bhow\s+(many|much|long|old|often|far)\b", re.IGNORECASE)
 _SENTENCES = re.compile(r"[.?!;:]\s+|[?!]|\n")
 _DIRECTIONAL = _words("to from into than vs versus against over onto toward towards")
+# Words that relate two things with a direction: "convert X to Y", "X better than Y", "move from X into Y".
+_RELATIONS = _words("to into from than toward towards onto about by")
+# Comparisons that read the same both ways round.
+_SYMMETRIC = _words(
+    "different difference differences differ differs similar similarity same compare compared comparison "
+    "equal equivalent unlike between vs versus"
+)
+# Words that carry no topic of their own; what is left around a relation word is what it relates.
+_FUNCTION_WORDS = _RELATIONS | _words(
+    "a an the is are was were be been being am do does did have has had i me my you your we us our they them "
+    "their he him his she her it its this that these those what which who whom whose why how when where if "
+    "of in on at for with and or but so as can could should would will shall may might must there here one"
+)
 # Capitalised words that are not names wherever they stand.
 _NOT_NAMES = _words(
     "i i'm i've i'd i'll what why how when where who whom whose which is are was were do does did can could "
@@ -169,6 +187,7 @@ def facts(text: str) -> QuestionFacts:
         polar=frozenset(_POLES[word] for word in lowered if word in _POLES),
         asks=_asks(text),
         directional=any(word in _DIRECTIONAL for word in lowered),
+        relations=_relations(lowered),
     )
 
 
@@ -188,12 +207,45 @@ def compare(query: QuestionFacts, cached: QuestionFacts) -> GuardVerdict:
         return GuardVerdict(ok=False, reason="question")
     if (query.directional or cached.directional) and _reordered(query.entities, cached.entities):
         return GuardVerdict(ok=False, reason="direction")
+    if _swapped(query.relations, cached.relations):
+        return GuardVerdict(ok=False, reason="direction")
     return PASS
+
+
+def overlap(a: QuestionFacts, b: QuestionFacts) -> float:
+    """Share of the two questions' distinct words that both use (Jaccard), 1.0 for two empty questions."""
+    union = len(a.words | b.words)
+    return len(a.words & b.words) / union if union else 1.0
 
 
 def check(query: str, cached: str) -> GuardVerdict:
     """`compare()` on two raw questions; the cache keeps facts instead and calls `compare()`."""
     return compare(facts(query), facts(cached))
+
+
+def _relations(lowered: list[str]) -> frozenset[tuple[str, str, str]]:
+    """(x, r, y) for each relation word r and the two content words nearest it on each side.
+
+    Left empty when the question compares symmetrically ("how is X different from Y"), and
+    words that occur twice ("dogs catch worms from other dogs") are not taken as a side.
+    """
+    if any(word in _SYMMETRIC for word in lowered):
+        return frozenset()
+    content = [w for w in lowered if w not in _FUNCTION_WORDS]
+    once = {w for w in content if content.count(w) == 1}
+    found: set[tuple[str, str, str]] = set()
+    for i, word in enumerate(lowered):
+        if word not in _RELATIONS:
+            continue
+        before = [w for w in lowered[:i] if w not in _FUNCTION_WORDS][-2:]
+        after = [w for w in lowered[i + 1 :] if w not in _FUNCTION_WORDS][:2]
+        found.update((x, word, y) for x in before for y in after if x != y and x in once and y in once)
+    return frozenset(found)
+
+
+def _swapped(a: frozenset[tuple[str, str, str]], b: frozenset[tuple[str, str, str]]) -> bool:
+    """The same two words around the same relation, the other way round in `b` only ("x to y" / "y to x")."""
+    return any((y, r, x) in b and (x, r, y) not in b and (y, r, x) not in a for x, r, y in a)
 
 
 def _fold(token: str) -> str:

@@ -158,6 +158,10 @@ class VectorIndex(Generic[T]):
         if not part.ids:
             del self._partitions[entry.partition]
 
+    def sizes(self) -> list[tuple[str, int]]:
+        """Each entry's partition and the bytes it is charged for (for usage reports)."""
+        return [(entry.partition, entry.size) for entry in self._entries.values()]
+
     def drop_partitions(self, where: Callable[[str], bool]) -> int:
         """Remove every entry of every partition whose key satisfies `where`; returns how many."""
         doomed = [e for e in self._entries.values() if where(e.partition)]

@@ -2,10 +2,11 @@
 
 A hit needs all of: the same partition (tenant + feature + a hash of everything that must
 match exactly: earlier turns, system prompt, answer-changing parameters — see
-`partition_key`), cosine similarity at or above the feature's threshold, and the guard's
-agreement that the two questions do not differ in negation, numbers, entities and the
-like. Every lookup returns a `Decision` with the best score and the guard's verdict, so
-the ledger can record why a near-miss missed.
+`partition_key`), cosine similarity at or above the feature's threshold for the candidate
+picked among the nearest (by cosine and the words both questions use: cache/scoring.py says
+how and why), and the guard's agreement that the two questions do not differ in negation,
+numbers, entities and the like. Every lookup returns a `Decision` with the score and its
+reason, so the ledger can record why a near-miss missed.
 """
 
 from __future__ import annotations
@@ -18,21 +19,19 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from modelplane.cache.guard import GuardVerdict, QuestionFacts, compare, facts
+from modelplane.cache.guard import QuestionFacts, facts
 from modelplane.cache.index import IndexEntry, Vector, VectorIndex
+from modelplane.cache.scoring import CANDIDATES, judge, rank
 from modelplane.embeddings.base import Embedder
 
 __all__ = ["DEFAULT_THRESHOLD", "Decision", "Hit", "SemanticCache", "partition_key"]
 
 T = TypeVar("T")
 
-DEFAULT_THRESHOLD = 0.80
-"""Chosen on bench/semantic_cache.py with wordllama-256 + guard; see bench/README.md for the trade-off."""
+DEFAULT_THRESHOLD = 0.73
+"""Chosen on bench/semantic_cache.py (tune halves) with wordllama-256 + guard; bench/README.md has the trade-off."""
 
 _SEP = "\x1f"
-# Only the best match may be served: letting the runner-up through when the guard rejects the
-# best one added wrong hits on the paraphrase benchmark and no correct ones.
-_CANDIDATES = 1
 # What a stored question's guard facts and bookkeeping cost in memory, beyond its text (measured by
 # the benchmark's RSS reading: about 2.5 KB per entry for Quora-length questions).
 _FACTS_BYTES = 2500
@@ -58,8 +57,7 @@ class Hit(Generic[T]):
 
     answer: T
     question: str  # the cached question it was stored under
-    score: float
-    verdict: GuardVerdict
+    score: float  # cosine similarity to the cached question
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +65,9 @@ class Decision(Generic[T]):
     """What a lookup found: a hit, or the best score and why it was not served."""
 
     hit: Hit[T] | None
-    score: float | None  # best similarity in the partition (None: the partition is empty)
+    score: float | None  # cosine similarity of the picked candidate (None: the partition is empty)
     threshold: float
-    verdict: GuardVerdict | None  # the guard's verdict on the best candidate above the threshold
-
-    @property
-    def reason(self) -> str:
-        """`hit`, `empty`, `below-threshold`, or `guard:<reason>`, for the ledger."""
-        if self.hit is not None:
-            return "hit"
-        if self.score is None:
-            return "empty"
-        if self.verdict is None:
-            return "below-threshold"
-        return f"guard:{self.verdict.reason}"
+    reason: str  # `semantic` (hit), `no_entries`, `below_threshold` or `guard:<why>`: see cache/scoring.py
 
 
 class SemanticCache(Generic[T]):
@@ -94,13 +81,15 @@ class SemanticCache(Generic[T]):
         default_threshold: float = DEFAULT_THRESHOLD,
         thresholds: Mapping[str, float] | None = None,
         guard: bool = True,
+        lexical: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.embedder = embedder
         self.index: VectorIndex[_Stored[T]] = VectorIndex(embedder.dim, max_bytes=max_bytes)
         self.default_threshold = default_threshold
         self.thresholds = dict(thresholds or {})
-        self.guard = guard
+        self.guard = guard  # False: no guard rules (for comparison only)
+        self.lexical = lexical  # False: pick the nearest by cosine alone (for comparison only)
         self._clock = clock
 
     def threshold(self, feature: str) -> float:
@@ -116,27 +105,25 @@ class SemanticCache(Generic[T]):
         threshold = self.threshold(feature)
         if vector is None:
             vector = self.embedder.embed([question])[0]
-        found = self.index.search(partition, vector, k=_CANDIDATES, min_score=-1.0)
-        if not found:
-            return Decision(None, None, threshold, None)
-        best = found[0][1]
-        query_facts: QuestionFacts | None = None
-        first_verdict: GuardVerdict | None = None
         now = self._clock()
-        for entry, score in found:
-            if score < threshold:
-                break
-            if self._expired(entry, now):
-                continue
-            verdict = GuardVerdict(ok=True)
-            if self.guard:
-                query_facts = query_facts or facts(question)
-                verdict = compare(query_facts, entry.value.facts)
-            first_verdict = first_verdict or verdict
-            if verdict.ok:
-                self.index.touch(entry)
-                return Decision(Hit(entry.value.answer, entry.value.question, score, verdict), best, threshold, verdict)
-        return Decision(None, best, threshold, first_verdict)
+        found = [
+            (entry, cosine)
+            for entry, cosine in self.index.search(partition, vector, k=CANDIDATES, min_score=-1.0)
+            if not self._expired(entry, now)
+        ]
+        if not found:
+            return Decision(None, None, threshold, "no_entries")
+        entry, cosine = found[0]
+        if cosine < threshold:  # no pick can do better than the nearest: skip reading the question
+            return Decision(None, cosine, threshold, "below_threshold")
+        query = facts(question)
+        if self.lexical and len(found) > 1:
+            entry, cosine = max(found, key=lambda candidate: rank(candidate[1], query, candidate[0].value.facts))
+        judgement = judge(cosine, threshold, query, entry.value.facts, guard=self.guard)
+        if not judgement.accept:
+            return Decision(None, cosine, threshold, judgement.reason)
+        self.index.touch(entry)
+        return Decision(Hit(entry.value.answer, entry.value.question, cosine), cosine, threshold, judgement.reason)
 
     def store(
         self,

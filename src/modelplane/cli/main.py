@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from modelplane.cli import config, escalations, keys, report, serve
+from modelplane.cli import cache, config, escalations, eval, keys, report, router, serve
 
 app = typer.Typer(
     name="modelplane",
@@ -19,7 +19,10 @@ app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(escalations.app, name="escalations")
+app.add_typer(cache.app, name="cache")
 app.command("report")(report.report)
+app.add_typer(eval.app, name="eval")
+app.add_typer(router.app, name="router")
 
 
 def run() -> None:

@@ -29,6 +29,8 @@ def render_table(report: Report, out: Console) -> None:
     for table in _economics_tables(report):
         out.print(table)
     out.print(_mix_table(report))
+    if report.routing:
+        out.print(_routing_table(report))
     if report.projection is not None:
         out.print(_projection_table(report))
         out.print("[bold]assumptions[/]")
@@ -218,6 +220,20 @@ def _mix_table(report: Report) -> Table:
     for row in [*report.features, report.total]:
         mix = ", ".join(f"{model} {share:.1%}" for model, share in row.model_mix.items())
         table.add_row(row.feature or "all", f"{row.calls:,}", mix or "-")
+    return table
+
+
+def _routing_table(report: Report) -> Table:
+    """Where routed features sent their servings; regret and savings measured by shadow judging."""
+    columns = ("strategy", "servings", "routed to (share of servings)", "judged", "regret", "saved", "saved / cheap")
+    table = Table("feature", *columns, title="routing", title_justify="left")
+    for column in table.columns[2:]:
+        column.justify = "right"
+    for row in report.routing:
+        share = ", ".join(f"{model} {part:.1%}" for model, part in row.share.items())
+        regret = "-" if row.regret is None else f"{row.regret:.1%}"
+        saved = (_num(row.saved_usd, "${:,.4f}"), _usd(row.saved_per_serving_usd))
+        table.add_row(row.feature, row.strategy, f"{row.servings:,}", share or "-", f"{row.judged:,}", regret, *saved)
     return table
 
 

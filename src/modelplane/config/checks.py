@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
-from modelplane.config.schema import LOCAL_TENANT, Config, FeatureConfig
+from modelplane.cache.embedder import embedder_issues
+from modelplane.config.schema import LOCAL_TENANT, Config, FeatureConfig, RouteConfig
 from modelplane.errors import ConfigIssue
 
 
 def cross_check(config: Config) -> list[ConfigIssue]:
     """Every reference between sections must resolve; return all problems found."""
-    return [*_models(config), *_features(config), *_keys(config), *_tenants(config)]
+    return [*_models(config), *_features(config), *_keys(config), *_tenants(config), *_cache(config)]
 
 
 def _models(config: Config) -> Iterator[ConfigIssue]:
@@ -35,10 +37,12 @@ def _route(config: Config, name: str, feature: FeatureConfig) -> Iterator[Config
     route, path = feature.route, f"features.{name}.route"
     lists = [("models", route.models), ("fallback", route.fallback)]
     lists += [(f"tiers.{tier}", models) for tier, models in route.tiers.items()]
+    named = _named(route)  # reported where the strategy names them, not in `models` it filled in
     for where, models in lists:
         for i, model in enumerate(models):
-            if model not in config.models:
+            if model not in config.models and not (where == "models" and model in named.values()):
                 yield ConfigIssue(f"{path}.{where}[{i}]", f"unknown model '{model}'{_known(config.models)}")
+    yield from _strategy_models(config, route, path)
     for tier in route.tiers:
         if tier not in config.tiers:
             yield ConfigIssue(f"{path}.tiers.{tier}", f"unknown tier '{tier}'{_known(config.tiers)}")
@@ -46,6 +50,46 @@ def _route(config: Config, name: str, feature: FeatureConfig) -> Iterator[Config
             yield ConfigIssue(
                 f"{path}.tiers.{tier}", f"tier '{tier}' may not use this feature (features.{name}.tiers)"
             )
+
+
+def _named(route: RouteConfig) -> dict[str, str]:
+    """The models a strategy names, by where it names them."""
+    named = {f"split.{m}": m for m in route.split or {}}
+    named |= {f"rules[{i}].model": rule.model for i, rule in enumerate(route.rules)}
+    pairs = (("default", route.default), ("weak", route.weak), ("strong", route.strong))
+    return named | {where: m for where, m in pairs if m is not None}
+
+
+def _strategy_models(config: Config, route: RouteConfig, path: str) -> Iterator[ConfigIssue]:
+    """Models a strategy names must be configured; the ones it picks must be among `route.models`."""
+    for where, model in _named(route).items():
+        if model not in config.models:
+            yield ConfigIssue(f"{path}.{where}", f"unknown model '{model}'{_known(config.models)}")
+        elif model not in route.models:
+            yield ConfigIssue(f"{path}.{where}", f"'{model}' is not one of the route's models ({path}.models)")
+    others = {"accept.judge.model": route.accept.judge.model if route.accept and route.accept.judge else None}
+    if route.shadow is not None:
+        others |= {"shadow.judge": route.shadow.judge, "shadow.strong": route.shadow.strong}
+    for where, other in others.items():
+        if other is not None and other not in config.models:
+            yield ConfigIssue(f"{path}.{where}", f"unknown model '{other}'{_known(config.models)}")
+    for i, rule in enumerate(route.rules):
+        for tier in rule.tier or []:
+            if tier not in config.tiers:
+                yield ConfigIssue(f"{path}.rules[{i}].tier", f"unknown tier '{tier}'{_known(config.tiers)}")
+    if route.accept is not None and route.strategy != "cascade":
+        yield ConfigIssue(f"{path}.accept", f"`accept` is for strategy 'cascade', not '{route.strategy}'")
+
+
+def route_files(config: Config, config_dir: Path) -> list[ConfigIssue]:
+    """Files a route points to (a learned router) must exist, relative to the config file."""
+    issues = []
+    for name, feature in config.features.items():
+        router = feature.route.router
+        if router is not None and not (config_dir / router).is_file():
+            where = f"features.{name}.route.router"
+            issues.append(ConfigIssue(where, f"router file not found: {config_dir / router}"))
+    return issues
 
 
 def _keys(config: Config) -> Iterator[ConfigIssue]:
@@ -70,6 +114,12 @@ def _tenants(config: Config) -> Iterator[ConfigIssue]:
     for name in config.tenants:
         if name not in tenants:
             yield ConfigIssue(f"tenants.{name}", f"no key belongs to tenant '{name}'{_known(tenants)}")
+
+
+def _cache(config: Config) -> Iterator[ConfigIssue]:
+    if config.cache.backend == "redis" and config.redis is None:
+        yield ConfigIssue("cache.backend", "the redis backend needs a `redis:` section with its url")
+    yield from embedder_issues(config)
 
 
 def _known(names: Mapping[str, object]) -> str:

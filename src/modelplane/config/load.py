@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from modelplane.config.checks import cross_check
+from modelplane.config.checks import cross_check, route_files
 from modelplane.config.schema import Config
 from modelplane.errors import ConfigError, ConfigIssue
 
@@ -69,6 +69,8 @@ def load_config(path: Path | None, *, home: Path, env: Mapping[str, str]) -> Loa
             raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc.strerror}")], str(path)) from exc
         source = str(path)
     config = parse_config(text, env=env, source=source)
+    if path is not None and (missing := route_files(config, path.parent)):
+        raise ConfigError(missing, source)
     return LoadedConfig(config, config_version(text, path), source, path is None, home)
 
 

@@ -7,6 +7,7 @@ sections to each other (a route naming an unknown model) live in `config/checks.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import (
     PlainValidator,
     SecretStr,
     TypeAdapter,
+    field_validator,
     model_validator,
 )
 
@@ -172,19 +174,110 @@ class TierConfig(Strict):
         return None if revenue is None else revenue - model_cost - self.variable_cost_per_serving
 
 
+class RouteRule(Strict):
+    """One `rules` entry: `model` answers when every condition given holds (none given: always)."""
+
+    model: str
+    tier: list[str] | None = None  # the caller's tier is one of these
+    min_tokens: int | None = Field(default=None, ge=0)  # estimated prompt tokens (characters / 4)
+    max_tokens: int | None = Field(default=None, ge=0)
+    metadata: dict[str, str] | None = None  # every pair equals the request's `metadata`
+    tools: bool | None = None  # true: the request offers tools; false: it offers none
+
+
+class AcceptJudge(Strict):
+    """A judge model scores the cheap answer against `rubric`, from 0 to 1."""
+
+    model: str
+    rubric: str = "The answer is correct, complete and directly addresses the request."
+    min: float = Field(default=0.7, ge=0, le=1)
+
+
+class AcceptConfig(Strict):
+    """When a cascade accepts a model's answer: every check given must pass."""
+
+    not_empty: bool = True
+    contains: str | None = None
+    regex: str | None = None
+    json_schema: bool = False  # the answer is valid against the feature's (or request's) schema
+    judge: AcceptJudge | None = None
+    min_logprob: float | None = Field(default=None, le=0)  # mean token log-probability, when returned
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class ShadowConfig(Strict):
+    """A sample of servings answered by a cheaper model is also answered by `strong` and judged."""
+
+    sample: float = Field(gt=0, le=1)
+    judge: str
+    strong: str | None = None  # default: `route.strong` (learned), else the last of `route.models`
+    concurrency: int = Field(default=4, ge=1)
+
+
+def _route_models(value: Any) -> Any:
+    """`models` may be left out when the strategy names them (split, rules, weak/strong)."""
+    if not isinstance(value, dict) or "models" in value:
+        return value
+    strategy, names = value.get("strategy"), []
+    if strategy == "weighted" and isinstance(value.get("split"), dict):
+        names = list(value["split"])
+    elif strategy == "learned":
+        names = [value.get("weak"), value.get("strong")]
+    elif strategy == "rules" and isinstance(value.get("rules"), list):
+        names = [r.get("model") for r in value["rules"] if isinstance(r, dict)] + [value.get("default")]
+    names = list(dict.fromkeys(n for n in names if isinstance(n, str)))
+    return {**value, "models": names} if names else value
+
+
 class RouteConfig(Strict):
     """Which models answer: the strategy picks among `models`; after them, in order, the fallback
     chain tries the other `models`, then `fallback` (e.g. a local model), then the deterministic answer.
 
     `tiers` replaces `models` for callers of a tier (`{free: [small]}`: the free tier on the small
-    model); their chain still ends with `fallback`.
+    model); their chain still ends with `fallback`, and a tier listed there is served `single`.
+    Strategies (see routing/strategies.py): `weighted` (`split`, `sticky`), `rules` (`rules`,
+    `default`), `cascade` (`accept`), `learned` (`router`, `weak`, `strong`, `threshold`).
     """
 
-    strategy: Literal["single"] = "single"
+    strategy: Literal["single", "weighted", "rules", "cascade", "learned"] = "single"
     models: list[str] = Field(min_length=1)
     tiers: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
     fallback: list[str] = Field(default_factory=list)
     deterministic_fallback: str | None = None
+    split: dict[str, Annotated[float, Field(ge=0)]] | None = None  # weighted: model -> percent
+    sticky: Literal["tenant", "serving", "none"] = "none"
+    rules: list[RouteRule] = Field(default_factory=list)
+    default: str | None = None  # rules: when no rule matches (default: the first of `models`)
+    accept: AcceptConfig | None = None  # cascade
+    router: str | None = None  # learned: the router file, relative to the config file
+    weak: str | None = None
+    strong: str | None = None
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    shadow: ShadowConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_models(cls, value: Any) -> Any:
+        return _route_models(value)
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> RouteConfig:
+        needs = {"weighted": ("split",), "rules": ("rules",), "learned": ("router", "weak", "strong")}
+        for name in needs.get(self.strategy, ()):
+            if not getattr(self, name):
+                raise ValueError(f"strategy '{self.strategy}' needs `{name}`")
+        if self.split is not None and abs(sum(self.split.values()) - 100) > 1e-6:
+            raise ValueError(f"`split` percentages sum to {sum(self.split.values()):g}, not 100")
+        return self
 
 
 class OutputConfig(Strict):
@@ -218,7 +311,7 @@ class TenantConfig(Strict):
 
 
 class SemanticCacheConfig(Strict):
-    threshold: float = Field(default=0.80, gt=0, le=1)  # cosine similarity a hit needs (see bench/README.md)
+    threshold: float = Field(default=0.73, gt=0, le=1)  # cosine similarity a hit needs (see bench/README.md)
 
 
 class CacheConfig(Strict):
@@ -280,7 +373,17 @@ class RedisConfig(Strict):
 
 
 class CacheStoreConfig(Strict):
-    max_bytes: int = Field(default=256 * 2**20, ge=1024)  # in-process, across every feature (LRU)
+    """Where the response cache keeps entries, for every feature that turns a cache on.
+
+    `sqlite` (the default) keeps them in $MODELPLANE_HOME/cache.db too, so they survive a restart;
+    `redis` shares them between gateway workers (needs the `redis` section); `memory` keeps them
+    in the process only. `embedder`: see cache/embedder.py (wordllama, wordllama:128,
+    sentence-transformers:NAME, model:NAME).
+    """
+
+    backend: Literal["sqlite", "redis", "memory"] = "sqlite"
+    max_bytes: int = Field(default=256 * 2**20, ge=1024)  # in memory and in the SQLite file (LRU / oldest first)
+    embedder: str = "wordllama"
 
 
 class Config(Strict):

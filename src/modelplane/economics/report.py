@@ -109,6 +109,21 @@ class Report:
     tiers: list[Economics]
     projection: Projection | None
     cost_over_time: dict[str, list[DailyCost]] = field(default_factory=dict)  # feature -> days, oldest first
+    routing: list[Routing] = field(default_factory=list)  # features with a routing strategy
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """One routed feature: where its servings went, and what shadow judging measured (routing/shadow.py)."""
+
+    feature: str
+    strategy: str
+    servings: int
+    share: dict[str, float]  # model that answered -> share of the feature's routed servings
+    judged: int  # shadow pairs with a readable verdict
+    regret: float | None  # share of judged pairs where the cheap answer was worse; None: none judged
+    saved_usd: float | None  # est. strong cost - cheap cost over the servings the cheaper models answered
+    saved_per_serving_usd: float | None
 
 
 async def build_report(
@@ -166,7 +181,37 @@ def report_from_data(
         [calculator.row(tier=t) for t in tiers],
         projection,
         cost_over_time(data),
+        routing_rows(data),
     )
+
+
+def routing_rows(data: ReportData) -> list[Routing]:
+    """Per routed feature: model shares, and regret and savings estimated from its shadow pairs."""
+    rows = []
+    for feature in sorted({r.feature for r in data.routes} | {s.feature for s in data.shadows}):
+        counts = [r for r in data.routes if r.feature == feature]
+        shadows = [s for s in data.shadows if s.feature == feature]
+        total = sum(r.servings for r in counts)
+        by_model: dict[str, int] = defaultdict(int)
+        for r in counts:
+            by_model[r.model] += r.servings
+        judged = sum(s.judged for s in shadows)
+        priced = [s for s in shadows if s.saving_mean is not None and s.priced]
+        saved = sum(by_model.get(s.weak_model, 0) * (s.saving_mean or 0.0) for s in priced) if priced else None
+        weak_servings = sum(by_model.get(s.weak_model, 0) for s in priced)
+        rows.append(
+            Routing(
+                feature=feature,
+                strategy=",".join(sorted({r.strategy for r in counts})) or "-",
+                servings=total,
+                share={m: n / total for m, n in sorted(by_model.items(), key=lambda i: -i[1])} if total else {},
+                judged=judged,
+                regret=sum(s.weak_worse for s in shadows) / judged if judged else None,
+                saved_usd=saved,
+                saved_per_serving_usd=None if saved is None or not weak_servings else saved / weak_servings,
+            )
+        )
+    return rows
 
 
 def cost_over_time(data: ReportData) -> dict[str, list[DailyCost]]:

@@ -14,6 +14,7 @@ class ProviderEmbedder:
 
     It knows nothing of HTTP: `call` posts the texts (with the provider's base URL, key and
     resilience) and returns one vector per text, so this stays free of gateway internals.
+    `dim` 0 means "learn it from the first answer"; every later answer must match it.
     """
 
     def __init__(self, model: str, dim: int, call: EmbedCall) -> None:
@@ -26,6 +27,8 @@ class ProviderEmbedder:
         if not texts:
             return np.empty((0, self.dim), np.float32)
         vectors = normalise(await self._call(texts))
-        if vectors.shape != (len(texts), self.dim):
+        if self.dim == 0 and vectors.ndim == 2 and vectors.shape[1] > 0:
+            self.dim = int(vectors.shape[1])
+        if vectors.shape != (len(texts), self.dim) or self.dim == 0:
             raise ValueError(f"{self.name} returned shape {vectors.shape}, expected {(len(texts), self.dim)}")
         return vectors

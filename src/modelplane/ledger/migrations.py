@@ -124,7 +124,59 @@ async def m003_cache_savings(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN cache_score DOUBLE PRECISION"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_servings_and_calls, m002_escalations, m003_cache_savings)
+async def m004_cache_reason(conn: AsyncConnection) -> None:
+    """Add `servings.cache_reason`: why the cache answered or not (exact, semantic, below_threshold, guard:…)."""
+    await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN cache_reason TEXT"))
+
+
+async def m005_routing_audit(conn: AsyncConnection) -> None:
+    """Record each routing decision on `servings` (`route_*`), why each call was made (`calls.purpose`),
+    and create `route_shadows`: cheap answers judged against the strong model's (routing/shadow.py)."""
+    for name, kind in (
+        ("route_strategy", "TEXT"),
+        ("route_model", "TEXT"),
+        ("route_candidates", "TEXT"),
+        ("route_score", "DOUBLE PRECISION"),
+        ("route_threshold", "DOUBLE PRECISION"),
+        ("route_reason", "TEXT"),
+    ):
+        await conn.execute(sa.text(f"ALTER TABLE servings ADD COLUMN {name} {kind}"))
+    await conn.execute(sa.text("ALTER TABLE calls ADD COLUMN purpose TEXT NOT NULL DEFAULT 'answer'"))
+    metadata = sa.MetaData()
+    shadows = sa.Table(
+        "route_shadows",
+        metadata,
+        sa.Column("serving_id", sa.Text, primary_key=True),
+        sa.Column("feature", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("weak_model", sa.Text, nullable=False),
+        sa.Column("strong_model", sa.Text, nullable=False),
+        sa.Column("weak_cost", sa.Double, nullable=True),  # NULL = unpriced
+        sa.Column("strong_cost", sa.Double, nullable=True),
+        sa.Column("verdict", sa.Text, nullable=False),  # weak_worse, tie, weak_better, invalid, failed
+        sa.Column("score", sa.Double, nullable=True),  # 1: the cheap answer was as good; 0: worse
+        sa.Column("weak_ok", sa.Boolean, nullable=True),
+        sa.Column("strong_ok", sa.Boolean, nullable=True),
+        sa.Column("prompt", sa.Text, nullable=False),
+        sa.Column("config_version", sa.Text, nullable=False, server_default=""),
+    )
+    sa.Index("ix_route_shadows_feature_ts", shadows.c.feature, shadows.c.ts)
+    await conn.run_sync(metadata.create_all)
+
+
+async def m006_serving_purpose(conn: AsyncConnection) -> None:
+    """Add `servings.purpose`: "serve", or "eval" for servings an eval run made, which the report leaves out."""
+    await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN purpose TEXT NOT NULL DEFAULT 'serve'"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_servings_and_calls,
+    m002_escalations,
+    m003_cache_savings,
+    m004_cache_reason,
+    m005_routing_audit,
+    m006_serving_purpose,
+)
 
 
 async def migrate(conn: AsyncConnection) -> list[str]:

@@ -103,6 +103,30 @@ class ReportData:
     servings: list[ServingColumns] = field(default_factory=list)
     calls: list[ModelCalls] = field(default_factory=list)
     records_savings: bool = False  # the ledger has a `saved_usd` column
+    routes: list[RouteCount] = field(default_factory=list)
+    shadows: list[ShadowSummary] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCount:
+    """Servings of a routed feature (any strategy but `single`) answered by one model."""
+
+    feature: str
+    strategy: str
+    model: str
+    servings: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSummary:
+    """Shadow judgements of one feature's cheaper model (routing/shadow.py)."""
+
+    feature: str
+    weak_model: str
+    judged: int  # with a readable verdict
+    weak_worse: int
+    priced: int  # pairs with both costs known
+    saving_mean: float | None  # mean of strong cost - weak cost over the priced pairs
 
 
 async def report_data(
@@ -140,7 +164,50 @@ async def report_data(
         call_rows = await _fetch(store, per_model)
     else:
         groups, call_rows = await asyncio.gather(servings_columns(), _fetch(store, per_model))
-    return ReportData(groups, [_model_calls(row) for row in call_rows], records_savings)
+    data = ReportData(groups, [_model_calls(row) for row in call_rows], records_savings)
+    if "route_strategy" in columns:
+        data.routes, data.shadows = await _routing(store, servings, where)
+    return data
+
+
+async def _routing(
+    store: LedgerStore, s: sa.TableClause, where: ReportFilter
+) -> tuple[list[RouteCount], list[ShadowSummary]]:
+    """Which model answered each routed feature's servings; the shadow verdicts of its cheaper models."""
+    routed = (
+        sa.select(s.c.feature, s.c.route_strategy, sa.func.coalesce(s.c.model, ""), sa.func.count())
+        .where(*_where(s, where), s.c.operation == "chat", s.c.route_strategy.not_in(("single", "shadow")))
+        .group_by(s.c.feature, s.c.route_strategy, s.c.model)
+        .order_by(s.c.feature, s.c.model)
+    )
+    r: Any = sa.table("route_shadows", *(sa.column(n) for n in _SHADOW_COLUMNS))
+    judged = r.c.verdict.in_(("weak_worse", "tie", "weak_better"))
+    priced = sa.and_(r.c.strong_cost.is_not(None), r.c.weak_cost.is_not(None))
+    filters = [r.c.ts >= where.since] if where.since is not None else []
+    filters += [r.c.ts < where.until] if where.until is not None else []
+    filters += [r.c.feature.in_(where.features)] if where.features else []
+    shadows = (
+        sa.select(
+            r.c.feature,
+            r.c.weak_model,
+            sa.func.sum(sa.case((judged, 1), else_=0)),
+            sa.func.sum(sa.case((r.c.verdict == "weak_worse", 1), else_=0)),
+            sa.func.sum(sa.case((priced, 1), else_=0)),
+            sa.func.avg(sa.case((priced, r.c.strong_cost - r.c.weak_cost), else_=sa.null())),
+        )
+        .where(*filters)
+        .group_by(r.c.feature, r.c.weak_model)
+        .order_by(r.c.feature, r.c.weak_model)
+    )
+    counts = [RouteCount(str(a), str(b), str(c), int(n)) for a, b, c, n in await _fetch(store, routed)]
+    summaries = [
+        ShadowSummary(str(f), str(m), int(j or 0), int(w or 0), int(p or 0), None if mean is None else float(mean))
+        for f, m, j, w, p, mean in await _fetch(store, shadows)
+    ]
+    return counts, summaries
+
+
+_SHADOW_COLUMNS = ("feature", "ts", "weak_model", "verdict", "weak_cost", "strong_cost")
 
 
 async def _fetch(store: LedgerStore, query: sa.Select[Any] | sa.CompoundSelect[Any]) -> list[Any]:
@@ -237,6 +304,8 @@ def _where(s: sa.TableClause, where: ReportFilter) -> list[sa.ColumnElement[bool
         clauses.append(s.c.feature.in_(where.features))
     if where.tiers:
         clauses.append(s.c.tier.in_(where.tiers))
+    if "purpose" in s.c:  # an eval run's servings are not the product's economics (no column before m006)
+        clauses.append(s.c.purpose != "eval")
     return clauses
 
 

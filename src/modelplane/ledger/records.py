@@ -35,6 +35,7 @@ class CallRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     config_version: str = ""
+    purpose: str = "answer"  # "answer", or work done to route it: "judge" (cascade), "shadow", "shadow_judge"
 
 
 @dataclass(slots=True)
@@ -67,6 +68,18 @@ class ServingRecord:
     config_version: str = ""
     saved_usd: float | None = None  # a cache hit: what the original serving cost
     cache_score: float | None = None  # a semantic lookup: the best similarity found
+    # why the cache answered or not: exact, semantic, miss, no_entries, below_threshold, guard:<why>,
+    # not_cacheable; None when the feature has no cache (see serving/cache.py)
+    cache_reason: str | None = None
+    # The routing decision (routing/strategies.py): strategy, first choice, the models it chose
+    # among (comma-joined), a learned router's score and threshold, and why (cascade escalations too).
+    route_strategy: str | None = None
+    route_model: str | None = None
+    route_candidates: str | None = None
+    route_score: float | None = None
+    route_threshold: float | None = None
+    route_reason: str | None = None
+    purpose: str = "serve"  # "eval" for servings an eval run made (the report leaves them out)
     calls: list[CallRecord] = field(default_factory=list)
 
 

@@ -6,6 +6,7 @@ checks the key and turns errors into OpenAI-shaped answers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,14 @@ async def resolve(gateway: Gateway, request: Request) -> Any:
 async def purge_cache(gateway: Gateway, request: Request) -> Any:
     """`POST /admin/cache/purge?tenant=T&feature=F`: drop cached answers (all of them with neither)."""
     tenant, feature = request.query_params.get("tenant"), request.query_params.get("feature")
-    return {"purged": gateway.cache.purge(tenant=tenant, feature=feature), "tenant": tenant, "feature": feature}
+    purged = await gateway.cache.purge(tenant=tenant, feature=feature)
+    return {"purged": purged, "tenant": tenant, "feature": feature, "backend": gateway.cache.backend}
+
+
+async def cache_stats(gateway: Gateway, request: Request) -> Any:
+    """`GET /admin/cache/stats`: entries and bytes per feature held in this gateway's memory."""
+    features = [dataclasses.asdict(usage) for usage in await gateway.cache.usage()]
+    return {"backend": gateway.cache.backend, "max_bytes": gateway.cache.max_bytes, "features": features}
 
 
 async def reload(gateway: Gateway, env: dict[str, str]) -> None:

@@ -75,6 +75,7 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         admin_route("/admin/reload", admin.reloader(env or {}), "POST"),
         admin_route("/admin/health", admin.health),
         admin_route("/admin/cache/purge", admin.purge_cache, "POST"),
+        admin_route("/admin/cache/stats", admin.cache_stats),
         admin_route("/admin/escalations", admin.escalations),
         admin_route("/admin/escalations/{id}/resolve", admin.resolve, "POST"),
     ]

@@ -67,6 +67,8 @@ class HotPath:
                 inbound.feature = value.decode("latin-1")
             elif name == b"x-modelplane-serving":
                 inbound.serving_id = value.decode("latin-1")
+            elif name == b"x-modelplane-purpose" and value.lower() == b"eval":
+                inbound.purpose = "eval"  # the only other purpose; anything else stays "serve"
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
         if declared > self.max_body:

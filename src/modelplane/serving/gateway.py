@@ -7,11 +7,13 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from modelplane.cache.embedder import build_embedder, parse_embedder
 from modelplane.config.load import LoadedConfig
 from modelplane.config.schema import Config
 from modelplane.ledger.store import LedgerStore, redact_url
 from modelplane.ledger.writer import LedgerWriter
 from modelplane.providers.base import Provider
+from modelplane.routing.shadow import ShadowRunner
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import BreakerBackend, LocalBreakers
 from modelplane.serving.cache import ResponseCache
@@ -20,11 +22,13 @@ from modelplane.serving.limits import Counters, Limiter, LocalCounters
 from modelplane.serving.record import Recorder
 from modelplane.serving.retry import RetryBudget
 from modelplane.serving.runtime import Runtime, build_runtime, start_providers
+from modelplane.serving.state import Serving
 from modelplane.telemetry.metrics import Metrics
 from modelplane.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
-    from modelplane.embeddings.base import Embedder
+    from modelplane.cache.store import CacheStore
+    from modelplane.embeddings.base import AsyncEmbedder, EmbedCall, Embedder
 
 log = logging.getLogger("modelplane.gateway")
 
@@ -40,6 +44,7 @@ class Gateway:
         store: LedgerStore,
         invoker: Invoker,
         limiter: Limiter,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.runtime = runtime
         self.limiter = limiter
@@ -47,7 +52,8 @@ class Gateway:
         self.recorder = recorder
         self.metrics = metrics
         self.invoker = invoker
-        self.cache = ResponseCache(runtime.loaded.config.cache.max_bytes, _default_embedder)
+        self.cache = cache or ResponseCache(runtime.loaded.config.cache.max_bytes, _wordllama)
+        self.shadows = ShadowRunner(invoker, recorder.writer, store)  # routing's sampled quality checks
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Future[None]] = set()
 
@@ -80,7 +86,11 @@ class Gateway:
             metrics.watch_breakers(invoker.breakers.views)
         await start_providers(runtime)
         log.info("ledger: %s", redact_url(loaded.ledger_url()))
-        return cls(runtime, Recorder(writer, metrics, tracing, limiter.charge), metrics, store, invoker, limiter)
+        recorder = Recorder(writer, metrics, tracing, limiter.charge)
+        gateway = cls(runtime, recorder, metrics, store, invoker, limiter, _cache(loaded))
+        gateway.cache.set_embedder(gateway._embedder)
+        await gateway.cache.start()
+        return gateway
 
     async def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, fully validated config; unchanged providers keep their pools and weights."""
@@ -101,14 +111,35 @@ class Gateway:
                 self._retiring.add(asyncio.ensure_future(_close_later(retired, delay=30.0)))
             log.info("config reloaded: version %s", runtime.version)
 
+    def _embedder(self) -> Embedder | AsyncEmbedder:
+        """The semantic cache's embedder as `cache.embedder` names it (built on first use)."""
+        choice = parse_embedder(self.runtime.loaded.config.cache.embedder)
+        return build_embedder(choice, self._embed_with(choice.arg or ""))
+
+    def _embed_with(self, model_name: str) -> EmbedCall:
+        """Texts to vectors through a configured model's /v1/embeddings, with its breakers and balancing."""
+
+        async def call(texts: list[str]) -> list[list[float]]:
+            runtime = self.runtime
+            serving = Serving("embeddings")  # the lookup's own serving records the answer, not this call
+            result = await self.invoker.embeddings(
+                serving, runtime.models[model_name], {"input": texts}, runtime.version
+            )
+            data = sorted(result.body["data"], key=lambda item: int(item.get("index", 0)))
+            return [item["embedding"] for item in data]
+
+        return call
+
     @property
     def ready(self) -> bool:
         return all(provider.ready for provider in self.runtime.providers.values())
 
     async def close(self) -> None:
         """Drain the ledger, then close providers. Nothing recorded is lost."""
+        await self.shadows.close()  # first: their records go through the recorder's writer
         await self.recorder.close()
         await self.limiter.aclose()  # after the recorder: the last servings are charged
+        await self.cache.aclose()  # writes what is still queued
         await self.store.close()
         await self.invoker.breakers.aclose()
         for task in self._retiring:
@@ -129,11 +160,32 @@ def _invoker(config: Config) -> Invoker:
     return Invoker(breakers, Balancer(), budget, resilience.retry, random.Random())
 
 
-def _default_embedder() -> Embedder:
-    """The semantic cache's embedder: wordllama, whose weights ship in its wheel (loaded on first use)."""
+def _wordllama() -> Embedder:
+    """The semantic cache's default embedder: wordllama, whose weights ship in its wheel (loaded on first use)."""
     from modelplane.embeddings.wordllama import WordLlamaEmbedder
 
     return WordLlamaEmbedder()
+
+
+def _cache(loaded: LoadedConfig) -> ResponseCache:
+    """The response cache and the store behind it, as `cache:` configures them.
+
+    With no feature caching at start, no store is opened (no file, no follower); a feature that
+    a reload adds caches in memory until the next restart."""
+    settings, redis = loaded.config.cache, loaded.config.redis
+    backing: CacheStore | None = None
+    if not any(feature.cache for feature in loaded.config.features.values()):
+        pass
+    elif settings.backend == "sqlite":
+        from modelplane.cache.store_sqlite import SqliteStore
+
+        backing = SqliteStore(loaded.home / "cache.db", settings.max_bytes)
+    elif settings.backend == "redis" and redis is not None:
+        from modelplane.cache.store_redis import RedisStore
+
+        backing = RedisStore.from_url(redis.url, redis.prefix, max_entries=max(1000, settings.max_bytes // 4096))
+    label = parse_embedder(settings.embedder).label
+    return ResponseCache(settings.max_bytes, _wordllama, embedder_label=label, backing=backing)
 
 
 def _limiter(config: Config) -> Limiter:

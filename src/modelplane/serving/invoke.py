@@ -25,6 +25,7 @@ from modelplane.errors import ErrorClass, InvalidOutput, ProviderError
 from modelplane.providers.base import Answer, ChatRequest, Embeddings, Stream, Timeouts, Usage
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import DEPLOYMENT_FAULTS, BreakerBackend, Permit
+from modelplane.serving.cascade import Acceptance
 from modelplane.serving.fallback import deterministic_answer
 from modelplane.serving.replay import Replay
 from modelplane.serving.retry import RetryBudget, backoff
@@ -63,25 +64,33 @@ class Invoker:
         version: str,
         spec: OutputSpec | None = None,
         escalate: Escalate | None = None,
+        cascade: Acceptance | None = None,
     ) -> Answer | Stream:
-        """The first (valid) answer the chain gives; else the deterministic answer; else the last error."""
+        """The first (valid, and for a cascade accepted) answer the chain gives; else a cascade's last
+        rejected answer; else the deterministic answer; else the last error."""
         deadline = None if feature.deadline is None else serving.started + feature.deadline
         streamed = bool(body.get("stream"))
         usage_asked = ChatRequest(body, "").include_usage
-        if spec is not None and streamed:
-            # An answer must be whole to be validated before the product sees any of it:
-            # ask for it unstreamed, then replay it as a stream.
+        if (spec is not None or cascade is not None) and streamed:
+            # An answer must be whole to be validated (or checked) before the product sees any
+            # of it: ask for it unstreamed, then replay it as a stream.
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        sent = body if cascade is None else cascade.prepare(body)
         last_error: ProviderError | None = None
         invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
+        rejected: tuple[int, Model, Answer] | None = None  # a cascade's last answer that failed its checks
         for depth, model in enumerate(chain):
             serving.fallback_depth = depth
             try:
-                reply = await self._model(serving, model, body, version, deadline)
+                reply = await self._model(serving, model, sent, version, deadline)
                 if spec is not None:
-                    answer = await self._validated(serving, model, reply, spec, body, version, deadline)
-                    reply = _replay(answer, streamed, usage_asked)
-                return reply
+                    reply = await self._validated(serving, model, reply, spec, sent, version, deadline)
+                if cascade is None:
+                    return reply if spec is None else _replay(reply, streamed, usage_asked)
+                assert isinstance(reply, Answer)  # cascades ask unstreamed
+                if await cascade.accepts(self, serving, model, reply, depth, spec, body, version, deadline):
+                    return _replay(cascade.finish(reply, body), streamed, usage_asked)
+                rejected = (depth, model, reply)
             except ProviderError as exc:
                 if exc.error_class is ErrorClass.BAD_REQUEST:
                     raise  # the request itself is wrong: no other model can fix it
@@ -90,6 +99,9 @@ class Invoker:
                     invalid = exc
             if deadline is not None and time.perf_counter() >= deadline:
                 break
+        if rejected is not None and cascade is not None:  # the stronger models failed: a rejected answer beats none
+            serving.fallback_depth, serving.model = rejected[0], rejected[1].name
+            return _replay(cascade.finish(rejected[2], body), streamed, usage_asked)
         if invalid is not None and escalate is not None:
             await escalate(invalid.message, invalid.last_output)
         text = feature.route.deterministic_fallback
@@ -161,6 +173,27 @@ class Invoker:
                 await asyncio.sleep(wait)
         assert last_error is not None
         raise last_error
+
+    async def ask(
+        self,
+        serving: Serving,
+        model: Model,
+        body: dict[str, Any],
+        version: str,
+        deadline: float | None = None,
+        purpose: str = "judge",
+    ) -> Answer:
+        """One unstreamed answer from `model` for work around the serving (a judge, a shadow answer):
+        its calls count toward the serving, marked with `purpose`; the serving's answer stays its own."""
+        answered, first = serving.model, len(serving.calls)
+        try:
+            reply = await self._model(serving, model, body, version, deadline)
+        finally:
+            serving.model = answered
+            for call in serving.calls[first:]:
+                call.purpose = purpose
+        assert isinstance(reply, Answer)  # `body` does not ask for a stream
+        return reply
 
     async def _pick(
         self, model: Model, avoid: set[str] | frozenset[str] = frozenset()

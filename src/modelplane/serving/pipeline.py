@@ -1,7 +1,8 @@
 """The serving pipeline, stage by stage, top to bottom.
 
-    authenticate → admit → cache lookup → route → invoke (retries, breakers, fallbacks; validate,
-    escalate) → record → cache store → respond
+    authenticate → admit → cache lookup → route (the feature's strategy) → invoke (retries, breakers,
+    fallbacks; validate, escalate; a cascade's checks) → record → shadow judging (a sample, in the
+    background) → cache store → respond
 
 Each stage is a module of its own in this package. Later stages (guards, context, cache,
 validation) slot in beside these in the same order as ../DESIGN.md lists them.
@@ -14,10 +15,11 @@ from modelplane.providers.base import Stream
 from modelplane.serving import respond
 from modelplane.serving.admit import admit, pick_feature
 from modelplane.serving.auth import authenticate
+from modelplane.serving.cache import UNCACHED, storable
 from modelplane.serving.escalate import escalate
 from modelplane.serving.gateway import Gateway
 from modelplane.serving.request import parse_chat, parse_embeddings
-from modelplane.serving.route import route
+from modelplane.serving.route import choose, route
 from modelplane.serving.state import Inbound, Serving
 from modelplane.serving.validate import output_spec
 
@@ -32,24 +34,29 @@ async def chat(gateway: Gateway, inbound: Inbound) -> respond.Outcome:
         serving.stream = bool(body.get("stream"))
         serving.feature = pick_feature(runtime, inbound.feature, body.get("model"))
         feature = await admit(runtime, gateway.limiter, serving.caller, serving.feature)
-        found = gateway.cache.lookup(serving.caller.tenant, serving.feature, feature, body)
-        serving.cache_score = found.best_score
+        found = UNCACHED  # features without a cache skip the stage at no cost
+        if feature.cache is not None:
+            found = await gateway.cache.lookup(serving.caller.tenant, serving.feature, feature, body)
+        serving.cache_score, serving.cache_reason = found.best_score, found.reason
         if found.hit is not None:
             return await respond.cached(serving, found.hit, body, gateway.recorder, runtime.version)
-        chain = route(runtime, serving.feature, serving.caller.tier)
+        chain, cascade = await choose(runtime, serving, body, gateway.cache)
         spec = output_spec(runtime.outputs.get(serving.feature), body)
 
         async def to_queue(reason: str, last_output: str) -> None:
             await escalate(gateway.store, serving, body, reason, last_output, runtime.version)
 
-        reply = await gateway.invoker.chat(serving, chain, feature, body, runtime.version, spec, to_queue)
+        reply = await gateway.invoker.chat(serving, chain, feature, body, runtime.version, spec, to_queue, cascade)
         if isinstance(reply, Stream):
-            return await respond.stream(serving, reply, gateway.recorder, runtime.version)
+            reply, stored = gateway.cache.keep_stream(found, feature.cache, serving, reply)
+            return await respond.stream(serving, reply, gateway.recorder, runtime.version, stored)
     except ModelplaneError as exc:
         await gateway.recorder.record(serving.fail(exc), runtime.version)
         raise
     record = await gateway.recorder.record(serving, runtime.version)
-    if feature.cache is not None and serving.model not in (None, "deterministic") and serving.status == "ok":
+    if feature.route.shadow is not None:  # a sample of cheap answers is judged against the strong model's
+        gateway.shadows.consider(runtime, serving, body, reply.body, record.cost_usd)
+    if feature.cache is not None and storable(serving) and serving.model is not None:
         gateway.cache.store(found, feature.cache, reply.body, record.cost_usd, serving.model)
     return respond.answer(serving, reply, record)
 

@@ -82,6 +82,7 @@ def to_record(serving: Serving, version: str) -> ServingRecord:
     costs = [call.cost_usd for call in calls]
     finished = serving.finished or serving.started
     caller = serving.caller
+    route = serving.route
     return ServingRecord(
         id=serving.id,
         serving_id=serving.serving_id,
@@ -109,5 +110,13 @@ def to_record(serving: Serving, version: str) -> ServingRecord:
         config_version=version,
         saved_usd=serving.saved_usd,
         cache_score=serving.cache_score,
+        cache_reason=serving.cache_reason,
+        route_strategy=None if route is None else route.strategy,
+        route_model=None if route is None else route.model,
+        route_candidates=None if route is None else route.candidates_text,
+        route_score=None if route is None else route.score,
+        route_threshold=None if route is None else route.threshold,
+        route_reason=None if route is None else route.reason or None,
+        purpose=serving.purpose,
         calls=calls,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -50,10 +50,17 @@ def json(serving: Serving, body: JSON, record: ServingRecord) -> Outcome:
     return Outcome(200, {"content-type": "application/json", **headers_for(serving, record)}, orjson.dumps(body))
 
 
-async def stream(serving: Serving, reply: Stream, recorder: Recorder, version: str) -> Outcome:
+async def stream(
+    serving: Serving,
+    reply: Stream,
+    recorder: Recorder,
+    version: str,
+    on_done: Callable[[ServingRecord], None] | None = None,
+) -> Outcome:
     """SSE from a stream. The first chunk is read before headers go out, so an upstream that fails
     before its first byte still yields a proper HTTP error. After that, a break ends the stream
-    with an explicit error event, never a silent truncation, and the ledger says `stream_cut`."""
+    with an explicit error event, never a silent truncation, and the ledger says `stream_cut`.
+    `on_done` sees the record of a stream that ended normally (the cache stores it then)."""
     chunks = reply.chunks()
     try:
         first: bytes | None = await anext(chunks)
@@ -67,6 +74,8 @@ async def stream(serving: Serving, reply: Stream, recorder: Recorder, version: s
             async for chunk in chunks:
                 yield b"data: " + chunk + b"\n\n"
             record = await recorder.record(serving, version)
+            if on_done is not None:
+                on_done(record)
             yield cost_comment(record) + b"data: [DONE]\n\n"
         except ProviderError as exc:
             serving.fail(exc, status="stream_cut")

@@ -7,13 +7,23 @@ in the gateway, keyed by deployment, not here.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelplane.config.load import LoadedConfig
-from modelplane.config.schema import Config, FeatureConfig, KeyConfig, ModelConfig, Price, ProviderConfig
+from modelplane.config.schema import (
+    AcceptConfig,
+    Config,
+    FeatureConfig,
+    KeyConfig,
+    ModelConfig,
+    Price,
+    ProviderConfig,
+)
 from modelplane.economics.prices import PriceBook, PriceHistory
 from modelplane.providers import Provider, Timeouts, build_provider
+from modelplane.routing.strategies import Decision, Strategy, load_strategies
+from modelplane.serving.cascade import Acceptance
 from modelplane.serving.validate import OutputSpec, feature_specs
 
 
@@ -55,6 +65,11 @@ class Runtime:
     chains: dict[tuple[str, str | None], tuple[Model, ...]]
     outputs: dict[str, OutputSpec]  # feature -> how its answers are validated (only features that ask)
     prices: PriceBook  # every model's price history (config, else the shipped table)
+    # Routing (routing/strategies.py): a strategy for each feature that is not `single`, the
+    # ledger's decision for every chain that needs none, and each cascade feature's checks.
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    decisions: dict[tuple[str, str | None], Decision] = field(default_factory=dict)
+    cascades: dict[str, Acceptance] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -85,7 +100,9 @@ def build_runtime(loaded: LoadedConfig, reuse: dict[str, tuple[ProviderConfig, P
     models = {name: _model(name, model, providers, book) for name, model in config.models.items()}
     chains = _chains(config, models)
     keys = {key.hash.removeprefix("sha256:"): key for key in config.keys}
-    return Runtime(loaded, providers, models, keys, chains, outputs, book)
+    strategies = load_strategies(config, None if loaded.embedded else Path(loaded.source).parent)
+    routing = (strategies, _decisions(config, chains), _cascades(config, models))
+    return Runtime(loaded, providers, models, keys, chains, outputs, book, *routing)
 
 
 def _chains(config: Config, models: dict[str, Model]) -> dict[tuple[str, str | None], tuple[Model, ...]]:
@@ -96,6 +113,29 @@ def _chains(config: Config, models: dict[str, Model]) -> dict[tuple[str, str | N
         for tier, tier_models in route.tiers.items():
             chains[name, tier] = tuple(models[m] for m in (*tier_models, *route.fallback))
     return chains
+
+
+def _decisions(
+    config: Config, chains: dict[tuple[str, str | None], tuple[Model, ...]]
+) -> dict[tuple[str, str | None], Decision]:
+    """The decision of every chain served as is: `single` routes, and tiers with their own models."""
+    decisions = {}
+    for (feature, tier), chain in chains.items():
+        strategy = config.features[feature].route.strategy
+        reason = "tier models" if tier is not None and strategy != "single" else ""
+        decisions[feature, tier] = Decision(chain[0].name, "single", tuple(m.name for m in chain), reason=reason)
+    return decisions
+
+
+def _cascades(config: Config, models: dict[str, Model]) -> dict[str, Acceptance]:
+    cascades = {}
+    for name, feature in config.features.items():
+        route = feature.route
+        if route.strategy == "cascade":
+            accept = route.accept or AcceptConfig()
+            judge = models[accept.judge.model] if accept.judge is not None else None
+            cascades[name] = Acceptance(accept, len(route.models), judge)
+    return cascades
 
 
 def _model(name: str, config: ModelConfig, providers: dict[str, Provider], book: PriceBook) -> Model:

@@ -10,6 +10,7 @@ from modelplane.economics.prices import call_cost
 from modelplane.errors import ModelplaneError, ProviderError, RequestError, http_status
 from modelplane.ledger.records import CallRecord
 from modelplane.providers.base import Usage
+from modelplane.routing.strategies import Decision
 from modelplane.serving.auth import Caller
 from modelplane.serving.runtime import Deployment, Model
 
@@ -31,6 +32,7 @@ class Inbound:
     authorization: str | None = None
     feature: str | None = None
     serving_id: str | None = None
+    purpose: str = "serve"  # "eval" (`X-Modelplane-Purpose: eval`): the economics report leaves it out
 
 
 @dataclass(slots=True)
@@ -54,13 +56,17 @@ class Serving:
     error: ModelplaneError | None = None
     cache: str = "miss"
     cache_score: float | None = None
+    cache_reason: str | None = None  # why the cache hit or missed (see serving/cache.py)
     saved_usd: float | None = None
     fallback_depth: int = 0
+    route: Decision | None = None  # what the route stage decided
+    purpose: str = "serve"  # or "eval": see Inbound.purpose
 
     @classmethod
     def begin(cls, operation: str, inbound: Inbound) -> Serving:
         serving = cls(operation)
         serving.serving_id = inbound.serving_id or serving.id
+        serving.purpose = inbound.purpose
         return serving
 
     def fail(self, exc: ModelplaneError, status: str = "error") -> Serving:
@@ -81,7 +87,7 @@ class Serving:
     @property
     def answered_by(self) -> CallRecord | None:
         """The last successful call: the one whose answer the client got."""
-        return next((call for call in reversed(self.calls) if call.status == "ok"), None)
+        return next((c for c in reversed(self.calls) if c.status == "ok" and c.purpose == "answer"), None)
 
 
 @dataclass(slots=True)

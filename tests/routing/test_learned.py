@@ -1,0 +1,158 @@
+"""The learned router: training on a small fixture, its file (roundtrip, bad files), its data readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelplane.embeddings.base import EmbedderSpec
+from modelplane.embeddings.wordllama import WordLlamaEmbedder
+from modelplane.errors import ConfigError, UsageError
+from modelplane.routing.data import Outcomes, outcomes_from_rows, read_outcomes_csv
+from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, text_features
+from modelplane.routing.metrics import evaluate
+from modelplane.routing.train import TrainOptions, embed_prompts, train_router
+
+DATA = Path(__file__).parent / "data"
+FILES = [DATA / "outcomes_a.csv", DATA / "outcomes_b.csv"]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> WordLlamaEmbedder:
+    return WordLlamaEmbedder()
+
+
+@pytest.fixture(scope="module")
+def trained(embedder: WordLlamaEmbedder) -> tuple[LearnedRouter, Outcomes, np.ndarray]:
+    data = Outcomes.of(read_outcomes_csv(FILES, "weak-model", "strong-model"))
+    vectors = embed_prompts(embedder, data.prompts)
+    router = train_router(
+        data, vectors, embedder=embedder.name, embedder_spec=EmbedderSpec(), options=TrainOptions(1.0, 1.0)
+    )
+    return router, data, vectors
+
+
+def test_router_sends_the_hard_prompts_to_the_strong_model(trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
+    router, data, vectors = trained
+    scores = router.score_many(data.prompts, vectors)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    needs_strong = data.strong_ok & ~data.weak_ok
+    assert scores[needs_strong].min() > scores[data.weak_ok & data.strong_ok].max()
+    assert evaluate(scores, data.weak_ok, data.strong_ok).apgr > 0.75  # random: 0.5, oracle: 0.80
+    assert router.score(data.prompts[0], vectors[0]) == pytest.approx(scores[0])
+
+
+def test_held_out_file_is_routed_by_what_it_learned(embedder: WordLlamaEmbedder) -> None:
+    train = Outcomes.of(read_outcomes_csv(FILES[:1], "weak-model", "strong-model"))
+    test = Outcomes.of(read_outcomes_csv(FILES[1:], "weak-model", "strong-model"))
+    router = train_router(
+        train,
+        embed_prompts(embedder, train.prompts),
+        embedder=embedder.name,
+        embedder_spec=EmbedderSpec(),
+        options=TrainOptions(1.0, 1.0),
+    )
+    scores = router.score_many(test.prompts, embed_prompts(embedder, test.prompts))
+    assert evaluate(scores, test.weak_ok, test.strong_ok).apgr > 0.7  # random: 0.5, oracle: 0.75
+
+
+def test_save_load_roundtrip(tmp_path: Path, trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
+    router, data, vectors = trained
+    path = tmp_path / "router.json"
+    router.save(path)
+    loaded = LearnedRouter.load(path)
+    assert loaded.version == router.version
+    assert loaded.embedder == router.embedder == "wordllama/l2_supercat-256"
+    assert loaded.embedder_spec == EmbedderSpec(kind="wordllama", dim=256)
+    np.testing.assert_allclose(loaded.score_many(data.prompts, vectors), router.score_many(data.prompts, vectors))
+    document = json.loads(path.read_text())
+    assert document["format_version"] == 1 and document["text_features"] == list(TEXT_FEATURES)
+    # The version is the content: a different router has a different one.
+    document["bias"][0] += 1
+    path.write_text(json.dumps(document))
+    assert LearnedRouter.load(path).version != router.version
+
+
+def test_threshold_for_share_is_monotonic(trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
+    router, data, vectors = trained
+    thresholds = [router.threshold_for_share(s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert thresholds == sorted(thresholds, reverse=True)
+    scores = router.score_many(data.prompts, vectors)
+    assert np.mean(scores >= router.threshold_for_share(0.5)) == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("not json at all", "not JSON"),
+        ('{"format": "something-else"}', "not a router file"),
+        ('{"format": "modelplane-router", "format_version": 99}', "format version 99"),
+        (
+            '{"format": "modelplane-router", "format_version": 1, "target": "strong_minus_weak", '
+            '"text_features": ["x"]}',
+            "other features",
+        ),
+    ],
+)
+def test_bad_router_files(tmp_path: Path, content: str, reason: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        LearnedRouter.load(path)
+    assert reason in info.value.issues[0].message
+
+
+def test_damaged_and_missing_router_files(tmp_path: Path, trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
+    with pytest.raises(ConfigError, match="no such router file"):
+        LearnedRouter.load(tmp_path / "missing.json")
+    router = trained[0]
+    router.save(tmp_path / "r.json")
+    document = json.loads((tmp_path / "r.json").read_text())
+    document["weights"][0] = document["weights"][0][:-1]
+    (tmp_path / "r.json").write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="damaged"):
+        LearnedRouter.load(tmp_path / "r.json")
+
+
+def test_vectors_of_another_dimension_are_refused(trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
+    router = trained[0]
+    with pytest.raises(ValueError, match="256-dim"):
+        router.score("hello", np.zeros(64))
+
+
+def test_text_features() -> None:
+    question = "Which is NOT prime?\nA. 2\nB. 3\nC. 4\nD. 5\nAnswer:"
+    features = dict(zip(TEXT_FEATURES, text_features(question), strict=True))
+    assert features["negation"] == 1.0
+    assert features["log_choices"] == pytest.approx(np.log1p(4))
+    assert features["question_mark"] == 1.0
+    assert dict(zip(TEXT_FEATURES, text_features(""), strict=True))["log_chars"] == 0.0
+
+
+def test_csv_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no column 'nope'"):
+        read_outcomes_csv(FILES, "nope", "strong-model")
+    with pytest.raises(UsageError, match="cannot read"):
+        read_outcomes_csv([tmp_path / "missing.csv"], "weak-model", "strong-model")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,w,s\nhello,True,maybe\n")
+    with pytest.raises(UsageError, match=r"bad.csv:2: column 's' is 'maybe'"):
+        read_outcomes_csv([bad], "w", "s")
+
+
+def test_judged_servings_contract() -> None:
+    rows = [
+        {"prompt": "hi", "weak_ok": True, "strong_ok": True, "group": "chat"},
+        {"prompt": "", "weak_ok": True, "strong_ok": True},  # skipped
+        {"prompt": "prove it", "weak_ok": 0, "strong_ok": "true"},
+    ]
+    outcomes = outcomes_from_rows(rows)
+    assert [(o.prompt, o.weak_ok, o.strong_ok, o.group) for o in outcomes] == [
+        ("hi", True, True, "chat"),
+        ("prove it", False, True, ""),
+    ]
+    with pytest.raises(UsageError, match="judged serving 1"):
+        outcomes_from_rows([{"prompt": "x", "weak_ok": None, "strong_ok": True}])
