@@ -57,6 +57,19 @@ def test_a_chat_answer_from_the_bundled_model(gateway: GatewayProcess) -> None:
     assert float(raw.headers["x-modelplane-cost-usd"]) == 0.0  # the local model is priced at 0
 
 
+def test_the_bundled_model_answers_the_question_not_an_echo(gateway: GatewayProcess) -> None:
+    """A base model with the wrong turn format echoes the question; the transcript format answers it."""
+    completion = client(gateway).chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    content = completion.choices[0].message.content or ""
+    assert "Paris" in content
+    assert "What is the capital" not in content
+
+
 def test_a_streamed_answer_from_the_bundled_model(gateway: GatewayProcess) -> None:
     stream = client(gateway).chat.completions.create(
         model="chat",

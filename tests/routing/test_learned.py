@@ -69,7 +69,7 @@ def test_save_load_roundtrip(tmp_path: Path, trained: tuple[LearnedRouter, Outco
     assert loaded.embedder_spec == EmbedderSpec(kind="wordllama", dim=256)
     np.testing.assert_allclose(loaded.score_many(data.prompts, vectors), router.score_many(data.prompts, vectors))
     document = json.loads(path.read_text())
-    assert document["format_version"] == 1 and document["text_features"] == list(TEXT_FEATURES)
+    assert document["format_version"] == 2 and document["text_features"] == list(TEXT_FEATURES)
     # The version is the content: a different router has a different one.
     document["bias"][0] += 1
     path.write_text(json.dumps(document))
@@ -91,10 +91,13 @@ def test_threshold_for_share_is_monotonic(trained: tuple[LearnedRouter, Outcomes
         ('{"format": "something-else"}', "not a router file"),
         ('{"format": "modelplane-router", "format_version": 99}', "format version 99"),
         (
-            '{"format": "modelplane-router", "format_version": 1, "target": "strong_minus_weak", '
+            '{"format": "modelplane-router", "format_version": 2, "target": "strong_minus_weak", '
             '"text_features": ["x"]}',
             "other features",
         ),
+        # A version-1 file (16 text features) says what changed and what to do.
+        ('{"format": "modelplane-router", "format_version": 1}', "version 1 (16 text features)"),
+        ('{"format": "modelplane-router", "format_version": 1}', "retrain it with `modelplane router train`"),
     ],
 )
 def test_bad_router_files(tmp_path: Path, content: str, reason: str) -> None:
@@ -130,6 +133,23 @@ def test_text_features() -> None:
     assert features["log_choices"] == pytest.approx(np.log1p(4))
     assert features["question_mark"] == 1.0
     assert dict(zip(TEXT_FEATURES, text_features(""), strict=True))["log_chars"] == 0.0
+
+
+def test_question_shape_features() -> None:
+    question = (
+        "Which of the following is not a year of the Song dynasty?\n"
+        "A. 1005\nB. 1127\nC. 1279\nD. None of the above, all were\nAnswer:"
+    )
+    features = dict(zip(TEXT_FEATURES, text_features(question), strict=True))
+    assert features["which_of_the_following"] == 1.0
+    assert features["log_negations"] == pytest.approx(np.log1p(1))  # lower-case "not", in the stem
+    assert features["negation"] == 0.0  # the older feature counts capitals only
+    assert features["all_or_none_option"] == 1.0
+    assert features["numeric_option_share"] == pytest.approx(3 / 4)
+    assert features["longest_option_position"] == 1.0  # D, the last of four
+    assert features["calculation_cue"] == 0.0
+    blank = dict(zip(TEXT_FEATURES, text_features(""), strict=True))
+    assert all(value == 0.0 for value in blank.values())
 
 
 def test_csv_errors(tmp_path: Path) -> None:

@@ -31,8 +31,6 @@ class Appender(Protocol):
 class SqliteAppender:
     """Appends on one dedicated thread with its own connection: SQLite has a single writer anyway."""
 
-    _pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000")
-
     def __init__(self, path: Path, serving_columns: Sequence[str], call_columns: Sequence[str]) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-sqlite")
@@ -47,7 +45,7 @@ class SqliteAppender:
     def _append(self, servings: Sequence[Row], calls: Sequence[Row]) -> None:
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            for pragma in self._pragmas:
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"):
                 self._conn.execute(f"PRAGMA {pragma}")
         conn = self._conn
         conn.execute("BEGIN")

