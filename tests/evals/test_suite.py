@@ -93,6 +93,8 @@ def test_render_fills_plain_and_dotted_variables() -> None:
             "tests[0].threshold: must be a number in [0, 1]",
         ),
         ({"prompts": ["x"], "tests": [{"assert": [{"value": 1}]}]}, "tests[0].assert[0]: an assertion is a mapping"),
+        ({"prompts": ["x"], "tests": [{}], "gate": {"alpha": 0}}, "gate.alpha: must be a number strictly between"),
+        ({"prompts": ["x"], "tests": [{}], "gate": {"alpha": 1}}, "gate.alpha: must be a number strictly between"),
     ],
 )
 def test_problems_name_their_path(raw: dict[str, object], message: str) -> None:

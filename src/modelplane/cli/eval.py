@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NamedTuple, ParamSpec, TypeVar
 
 import typer
 from rich.table import Table
@@ -80,6 +80,12 @@ def run(
         list[str] | None, typer.Option("--tag-pass-rate", metavar="TAG=X", help="Gate: a tag's pass rate.")
     ] = None,
     mean_score: Annotated[float | None, typer.Option("--mean-score", min=0, max=1, help="Gate: mean score.")] = None,
+    max_regressions: Annotated[
+        int | None, typer.Option("--max-regressions", min=0, help="Gate: regressions tolerated vs the baseline.")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Gate: McNemar significance level, in (0, 1); default 0.05.")
+    ] = None,
     baseline: Annotated[
         str | None, typer.Option("--baseline", metavar="RUN|FILE", help="Compare with this run (regressions).")
     ] = None,
@@ -106,7 +112,8 @@ def run(
     store = _store(runs_dir)
     if run_id is not None:
         store.path(run_id)  # a bad id fails now, not after the run
-    thresholds = _thresholds(suite, pass_rate, tag_pass_rate or [], mean_score)
+    flags = _GateFlags(pass_rate, tag_pass_rate or [], mean_score, max_regressions, alpha)
+    thresholds = _thresholds(suite, flags)
     baseline_run = None
     if baseline is not None:
         from modelplane.evals.gate import load_baseline
@@ -127,7 +134,7 @@ def run(
         _print_run(result)
         console.print(f"run {result.id} saved to {saved}", markup=False)
     if report is not None and (gate or baseline_run is not None):
-        for line in report.lines():
+        for line in report.lines(verdict=gate):  # without --gate there is no verdict to print
             (err_console if as_json else console).print(line, markup=False)
     _write_reports(result, report, baseline_run, junit, summary_md)
     if gate and report is not None and not report.passed:
@@ -198,12 +205,23 @@ class _progress:
             self.bar.stop()
 
 
-def _thresholds(suite: Suite, pass_rate: float | None, tags: list[str], mean_score: float | None) -> GateThresholds:
-    """The flags' thresholds; without any, the suite's own `gate:` section."""
+class _GateFlags(NamedTuple):
+    pass_rate: float | None
+    tag_pass_rate: list[str]  # TAG=X
+    mean_score: float | None
+    max_regressions: int | None
+    alpha: float | None
+
+
+def _thresholds(suite: Suite, flags: _GateFlags) -> GateThresholds:
+    """The suite's own `gate:` section with the flags over it: a flag wins for its field, the rest stay.
+
+    `--tag-pass-rate` merges per tag: it overrides that tag's threshold and keeps the suite's others.
+    """
     from modelplane.evals.gate import GateThresholds
 
     per_tag = {}
-    for item in tags:
+    for item in flags.tag_pass_rate:
         tag, _, value = item.partition("=")
         try:
             rate = float(value)
@@ -214,15 +232,23 @@ def _thresholds(suite: Suite, pass_rate: float | None, tags: list[str], mean_sco
                 f"--tag-pass-rate {item!r}: expected TAG=X with X in [0, 1]", "e.g. --tag-pass-rate billing=0.9"
             )
         per_tag[tag] = rate
-    if pass_rate is not None or per_tag or mean_score is not None:
-        return GateThresholds(pass_rate, per_tag, mean_score)
+    if flags.alpha is not None and not 0 < flags.alpha < 1:
+        raise UsageError(f"--alpha {flags.alpha:g}: expected a number strictly between 0 and 1", "e.g. --alpha 0.05")
     section = suite.gate
+
+    def pick(flag: float | None, key: str) -> float | None:
+        return flag if flag is not None else section.get(key)
+
+    max_regressions = flags.max_regressions
+    if max_regressions is None:
+        max_regressions = section.get("max_regressions")
+    alpha = pick(flags.alpha, "alpha")
     return GateThresholds(
-        section.get("pass_rate"),
-        dict(section.get("tag_pass_rate") or {}),
-        section.get("mean_score"),
-        section.get("max_regressions"),
-        section.get("alpha", 0.05),
+        pick(flags.pass_rate, "pass_rate"),
+        {**(section.get("tag_pass_rate") or {}), **per_tag},
+        pick(flags.mean_score, "mean_score"),
+        max_regressions,
+        0.05 if alpha is None else alpha,
     )
 
 
@@ -344,7 +370,7 @@ def compare(
     before, after = store.load(baseline), store.load(candidate)
     report = evaluate_gate(after, GateThresholds(), before)
     console.print(f"{after.id} ({after.suite}) against {before.id}", markup=False)
-    for line in report.lines()[1:]:  # the verdict line is the gate's, not a comparison's
+    for line in report.lines(verdict=False):  # the verdict and its reasons are the gate's, not a comparison's
         console.print(line, markup=False)
 
 

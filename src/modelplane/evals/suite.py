@@ -418,9 +418,11 @@ def _text(value: Any, path: str, issues: Issues) -> str | None:
 
 def _check_gate(gate: dict[str, Any], issues: Issues) -> None:
     _unknown(gate, ("pass_rate", "tag_pass_rate", "mean_score", "max_regressions", "alpha"), "gate", issues)
-    for key in ("pass_rate", "mean_score", "alpha"):
+    for key in ("pass_rate", "mean_score"):
         if key in gate and not _unit(gate[key]):
             issues.add(f"gate.{key}", "must be a number in [0, 1]")
+    if "alpha" in gate and not (_unit(gate["alpha"]) and 0 < gate["alpha"] < 1):
+        issues.add("gate.alpha", "must be a number strictly between 0 and 1")
     tags = gate.get("tag_pass_rate", {})
     if not isinstance(tags, dict) or not all(_unit(v) for v in tags.values()):
         issues.add("gate.tag_pass_rate", "must map tags to numbers in [0, 1]")
