@@ -404,6 +404,7 @@ class LiteLLM(Gateway):
             raise BenchError(f"litellm installed but {exe} is missing")
 
     def version(self) -> str:
+        self.ensure_installed()  # a fresh checkout has no LiteLLM venv yet
         cp = subprocess.run(
             [
                 str(self.venv / "bin" / "python"),

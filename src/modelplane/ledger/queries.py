@@ -159,15 +159,18 @@ async def report_data(
         # Split while the calls query still runs: numpy work overlaps the other thread's scan.
         return _split_groups(await _fetch(store, per_serving))
 
+    async def calls_and_routes() -> tuple[list[Any], tuple[list[RouteCount], list[ShadowSummary]]]:
+        # The calls query ends well before the servings' split: the routing queries follow it on the same lane.
+        call_rows = await _fetch(store, per_model)
+        routing = await _routing(store, servings, where) if "route_strategy" in columns else ([], [])
+        return call_rows, routing
+
     if isinstance(store.engine.pool, StaticPool):  # one shared in-memory connection: one query at a time
         groups = await servings_columns()
-        call_rows = await _fetch(store, per_model)
+        call_rows, (routes, shadows) = await calls_and_routes()
     else:
-        groups, call_rows = await asyncio.gather(servings_columns(), _fetch(store, per_model))
-    data = ReportData(groups, [_model_calls(row) for row in call_rows], records_savings)
-    if "route_strategy" in columns:
-        data.routes, data.shadows = await _routing(store, servings, where)
-    return data
+        groups, (call_rows, (routes, shadows)) = await asyncio.gather(servings_columns(), calls_and_routes())
+    return ReportData(groups, [_model_calls(row) for row in call_rows], records_savings, routes, shadows)
 
 
 async def _routing(
