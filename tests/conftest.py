@@ -15,6 +15,7 @@ import redis
 from redis.exceptions import RedisError
 
 from gateways import GatewayProcess, free_port
+from modelplane.ledger import LedgerStore
 from services import REDIS_URL, unavailable
 
 # The CI machine runs Postgres here with trust auth (see DESIGN.md, "Storage and scale").
@@ -84,3 +85,21 @@ def launch_gateway() -> Iterator[Callable[..., GatewayProcess]]:
         if gateway.process.poll() is None:
             gateway.process.kill()
             gateway.process.wait(10)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty ledger database, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/nested/ledger.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(ledger_url: str) -> AsyncIterator[LedgerStore]:
+    """An opened (migrated) store, closed after the test."""
+    ledger = LedgerStore.from_url(ledger_url)
+    await ledger.open()
+    yield ledger
+    await ledger.close()

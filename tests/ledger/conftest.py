@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from modelplane.ledger import CallRecord, LedgerStore, ServingRecord
+from modelplane.ledger import CallRecord, ServingRecord
 
 MakeServing = Callable[..., ServingRecord]
 
@@ -60,21 +59,3 @@ def _serving(n: int, *, calls: int = 1, cost: float | None = 0.25, ts: float | N
 def make_serving() -> MakeServing:
     """Build a `ServingRecord` numbered `n` with `calls` attempts."""
     return _serving
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty ledger database, once per backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/nested/ledger.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(ledger_url: str) -> AsyncIterator[LedgerStore]:
-    """An opened (migrated) store, closed after the test."""
-    ledger = LedgerStore.from_url(ledger_url)
-    await ledger.open()
-    yield ledger
-    await ledger.close()

@@ -4,8 +4,6 @@ each model, measured regret and cost saved, in JSON (valid against the schema) a
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import jsonschema
 import orjson
@@ -71,18 +69,10 @@ def shadow(i: int, verdict: str, weak_cost: float, strong_cost: float | None) ->
     }
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/l.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
-async def store(ledger_url: str) -> AsyncIterator[LedgerStore]:
-    ledger = LedgerStore.from_url(ledger_url)
-    await ledger.open()
+async def routed(store: LedgerStore) -> LedgerStore:
+    """The shared empty store (tests/conftest.py, once per backend) with routed servings and shadows."""
+    ledger = store
     # 8 servings of `ask` on the small model, 2 on the large; a single-route feature (left out).
     records = [serving(i, "ask", "small", "learned", 0.001) for i in range(8)]
     records += [serving(i, "ask", "large", "learned", 0.01) for i in range(8, 10)]
@@ -99,12 +89,11 @@ async def store(ledger_url: str) -> AsyncIterator[LedgerStore]:
     rows += [shadow(3, "invalid", 0.001, 0.010), shadow(4, "failed", 0.001, None)]
     async with ledger.engine.begin() as conn:
         await conn.execute(sa.insert(SHADOWS), rows)
-    yield ledger
-    await ledger.close()
+    return ledger
 
 
-async def test_the_report_shows_shares_regret_and_savings(store: LedgerStore) -> None:
-    report = await build_report(store, CONFIG, ReportFilter())
+async def test_the_report_shows_shares_regret_and_savings(routed: LedgerStore) -> None:
+    report = await build_report(routed, CONFIG, ReportFilter())
     [ask] = report.routing
     assert (ask.feature, ask.strategy, ask.servings) == ("ask", "learned", 10)
     assert ask.share == {"small": 0.8, "large": 0.2}
@@ -121,9 +110,9 @@ async def test_the_report_shows_shares_regret_and_savings(store: LedgerStore) ->
     assert "small 80.0%, large 20.0%" in line and "33.3%" in line and "$0.0720" in line
 
 
-async def test_the_window_and_feature_filters_apply_to_routing(store: LedgerStore) -> None:
-    report = await build_report(store, CONFIG, ReportFilter(since=T0 + 2))
+async def test_the_window_and_feature_filters_apply_to_routing(routed: LedgerStore) -> None:
+    report = await build_report(routed, CONFIG, ReportFilter(since=T0 + 2))
     [ask] = report.routing
     assert ask.servings == 8 and ask.judged == 1 and ask.regret == 0.0  # s002: weak_better (invalid, failed: out)
     assert ask.saved_usd is not None and ask.saved_per_serving_usd == pytest.approx(0.009)  # s003's costs count
-    assert (await build_report(store, CONFIG, ReportFilter(features=("plain",)))).routing == []
+    assert (await build_report(routed, CONFIG, ReportFilter(features=("plain",)))).routing == []
