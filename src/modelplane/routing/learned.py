@@ -189,6 +189,13 @@ def _shape_features(text: str, stem: str, options: list[str]) -> list[float]:
     ]
 
 
+def score_from_logits(logits: Floats) -> Floats:
+    """Rows of (strong ok, weak ok) logits to scores: (1 + P(strong ok) - P(weak ok)) / 2."""
+    p = 1 / (1 + np.exp(-logits))
+    out: Floats = (1 + p[:, 0] - p[:, 1]) / 2
+    return out
+
+
 class LearnedRouter:
     """A trained router: `score` says how much one prompt needs the strong model (see the module docstring).
 
@@ -240,10 +247,7 @@ class LearnedRouter:
 
     def score_many(self, texts: list[str], vectors: npt.ArrayLike) -> Floats:
         """The score of each prompt: (1 + P(strong ok) - P(weak ok)) / 2."""
-        logits = self.features(texts, vectors) @ self._w + self._b
-        p = 1 / (1 + np.exp(-logits))
-        out: Floats = (1 + p[:, 0] - p[:, 1]) / 2
-        return out
+        return score_from_logits(self.features(texts, vectors) @ self._w + self._b)
 
     def score(self, text: str, vector: npt.ArrayLike) -> float:
         """How much one prompt needs the strong model, in [0, 1]; route to strong iff it is >= the threshold."""

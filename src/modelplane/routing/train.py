@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from modelplane.embeddings.base import Embedder, EmbedderSpec
 from modelplane.routing.data import Outcomes
-from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, text_features
+from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, score_from_logits, text_features
 
 __all__ = ["TrainOptions", "embed_prompts", "fit_logistic", "train_router"]
 
@@ -91,17 +91,7 @@ def train_router(
     heads = [fit_logistic(z, y.astype(np.float64), penalty, options.max_steps) for y in (data.strong_ok, data.weak_ok)]
     weights = np.vstack([h[:-1] for h in heads])
     bias = np.array([h[-1] for h in heads])
-    provisional = LearnedRouter(
-        embedder=embedder,
-        embedder_spec=embedder_spec,
-        dim=dim,
-        mean=mean,
-        scale=scale,
-        weights=weights,
-        bias=bias,
-        quantiles=np.linspace(0, 1, _QUANTILES),
-    )
-    scores = provisional.score_many(data.prompts, array)
+    scores = score_from_logits(z @ weights.T + bias)  # the training prompts' own scores, from `z` already built
     quantiles = np.quantile(scores, np.linspace(0, 1, _QUANTILES))
     summary = {
         "prompts": len(data),
