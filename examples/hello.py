@@ -1,7 +1,7 @@
 """Ask the running gateway one question with the official `openai` SDK.
 
     modelplane serve &          # the embedded default: the bundled local model on 127.0.0.1:8400
-    python examples/hello.py "Write a haiku about the sea."
+    python examples/hello.py "What is the capital of France?"
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ def wait_until_ready(timeout: float = 120.0) -> None:
 
 
 def main() -> None:
-    question = " ".join(sys.argv[1:]) or "Write a haiku about the sea."
+    question = " ".join(sys.argv[1:]) or "What is the capital of France?"
     wait_until_ready()
     client = openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key="not-needed-locally")
     raw = client.chat.completions.with_raw_response.create(
-        model="chat", messages=[{"role": "user", "content": question}], max_tokens=64
+        model="chat", messages=[{"role": "user", "content": question}], max_tokens=64, temperature=0
     )
     answer = raw.parse()
     print(answer.choices[0].message.content)

@@ -87,8 +87,8 @@ def _transcript_handler() -> Any:
     from llama_cpp.llama_chat_format import ChatFormatterResponse, chat_formatter_to_chat_completion_handler
 
     def formatter(*, messages: list[Any], **_: Any) -> ChatFormatterResponse:
-        # A base model does not stop on its own: the next speaker's turn (or a blank line) ends the answer.
-        return ChatFormatterResponse(prompt=transcript_prompt(messages), stop=["\nUser:", "\n\n"])
+        # A base model does not stop on its own: the next turn, either speaker's, or a blank line ends the answer.
+        return ChatFormatterResponse(prompt=transcript_prompt(messages), stop=["\nUser:", "\nAssistant:", "\n\n"])
 
     return chat_formatter_to_chat_completion_handler(formatter)
 
