@@ -241,3 +241,18 @@ async def test_refused_connection() -> None:
     finally:
         await adapter.aclose()
     assert caught.value.error_class is ErrorClass.CONNECTION
+
+
+async def test_metadata_stays_in_the_gateway_unless_the_completion_is_stored(
+    upstream: ScriptedUpstream, provider: OpenAIProvider
+) -> None:
+    # OpenAI answers 400 to `metadata` without `store`; routing rules read it, so it is the gateway's.
+    upstream.script(ok("a"), ok("b"))
+    request = chat()
+    request.body["metadata"] = {"plan": "vip"}
+    await provider.chat(request)
+    assert "metadata" not in upstream.requests[-1].json
+    assert request.body["metadata"] == {"plan": "vip"}  # the caller's body is left as it was
+    request.body["store"] = True
+    await provider.chat(request)
+    assert upstream.requests[-1].json["metadata"] == {"plan": "vip"}

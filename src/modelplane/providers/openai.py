@@ -1,7 +1,7 @@
 """Any OpenAI-compatible server at `base_url`: OpenAI, vLLM, llama.cpp server, Ollama, …
 
-The body passes through untouched but for `model`; answers pass back as the upstream's
-own bytes, parsed once to read usage.
+The body passes through untouched but for `model` (and `metadata` without `store`, below);
+answers pass back as the upstream's own bytes, parsed once to read usage.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class OpenAIProvider(http.HttpProvider):
 
     async def chat(self, request: ChatRequest) -> Answer | Stream:
         body = {**request.body, "model": request.model}
+        if "metadata" in body and not body.get("store"):
+            # The request's `metadata` is the gateway's to read (routing rules match on it); OpenAI
+            # refuses it unless the completion is stored: "The 'metadata' parameter is only allowed
+            # when 'store' is enabled." A stored completion keeps it, as OpenAI's own field.
+            del body["metadata"]
         if request.stream:
             # Always ask for usage so the ledger can price the stream; the client only sees it if it asked.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
