@@ -180,6 +180,8 @@ async def test_a_cascade_escalates_exactly_when_its_check_fails(
     assert rows[0]["route_reason"] == "cheapest first"
     assert rows[1]["route_reason"] == "cheapest first; small: does not contain 'OK'; escalated"
     assert rows[1]["cost_usd"] == pytest.approx((1000 * 1 + 100 * 2 + 1000 * 10 + 100 * 20) / 1e6)
+    # An escalation is not a fallback: the report tells them apart by these two columns.
+    assert [(r["fallback_depth"], r["cascade_escalations"]) for r in rows] == [(0, 0), (1, 1)]
 
 
 async def test_a_judged_cascade_records_the_judge_call_in_the_serving(
@@ -206,6 +208,10 @@ async def test_when_the_stronger_model_fails_the_rejected_answer_beats_the_fallb
     outcome = await pipeline.chat(gateway, Inbound(body("checked", "hard"), "Bearer pro-key"))
     assert outcome.headers["x-modelplane-model"] == "small"
     assert orjson.loads(outcome.body or b"")["choices"][0]["message"]["content"] == "maybe"
+    store, rows = await ledger(gateway, tmp_path)
+    await store.close()
+    # The served answer is the first step's: no escalation before it, no fallback to it.
+    assert [(r["fallback_depth"], r["cascade_escalations"]) for r in rows] == [(0, 0)]
 
 
 async def test_a_logprob_cascade_asks_for_logprobs_and_hides_them_from_the_client(

@@ -169,6 +169,13 @@ async def m006_serving_purpose(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN purpose TEXT NOT NULL DEFAULT 'serve'"))
 
 
+async def m007_cascade_escalations(conn: AsyncConnection) -> None:
+    """Add `servings.cascade_escalations`: how many cheaper models' answers failed a cascade's checks
+    before the one served. `fallback_depth` counts every step down the chain, so without this a
+    cascade's escalations read as fallbacks in the report."""
+    await conn.execute(sa.text("ALTER TABLE servings ADD COLUMN cascade_escalations INTEGER NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_servings_and_calls,
     m002_escalations,
@@ -176,6 +183,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m004_cache_reason,
     m005_routing_audit,
     m006_serving_purpose,
+    m007_cascade_escalations,
 )
 
 

@@ -80,6 +80,9 @@ class ServingRecord:
     route_threshold: float | None = None
     route_reason: str | None = None
     purpose: str = "serve"  # "eval" for servings an eval run made (the report leaves them out)
+    # A cascade: how many cheaper models' answers failed its checks before the served one. The steps
+    # down the chain past these (fallback_depth - cascade_escalations) are fallbacks: models that failed.
+    cascade_escalations: int = 0
     calls: list[CallRecord] = field(default_factory=list)
 
 

@@ -79,6 +79,7 @@ class Invoker:
         last_error: ProviderError | None = None
         invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
         rejected: tuple[int, Model, Answer] | None = None  # a cascade's last answer that failed its checks
+        refused: list[int] = []  # the depths whose answers a cascade's checks refused
         for depth, model in enumerate(chain):
             serving.fallback_depth = depth
             try:
@@ -89,8 +90,10 @@ class Invoker:
                     return reply if spec is None else _replay(reply, streamed, usage_asked)
                 assert isinstance(reply, Answer)  # cascades ask unstreamed
                 if await cascade.accepts(self, serving, model, reply, depth, spec, body, version, deadline):
+                    serving.cascade_escalations = len(refused)
                     return _replay(cascade.finish(reply, body), streamed, usage_asked)
                 rejected = (depth, model, reply)
+                refused.append(depth)
             except ProviderError as exc:
                 if exc.error_class is ErrorClass.BAD_REQUEST:
                     raise  # the request itself is wrong: no other model can fix it
@@ -101,6 +104,7 @@ class Invoker:
                 break
         if rejected is not None and cascade is not None:  # the stronger models failed: a rejected answer beats none
             serving.fallback_depth, serving.model = rejected[0], rejected[1].name
+            serving.cascade_escalations = sum(1 for depth in refused if depth < rejected[0])
             return _replay(cascade.finish(rejected[2], body), streamed, usage_asked)
         if invalid is not None and escalate is not None:
             await escalate(invalid.message, invalid.last_output)

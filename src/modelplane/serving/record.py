@@ -99,6 +99,7 @@ def to_record(serving: Serving, version: str) -> ServingRecord:
         stream=serving.stream,
         cache=serving.cache,
         fallback_depth=serving.fallback_depth,
+        cascade_escalations=serving.cascade_escalations,
         input_tokens=sum(c.input_tokens for c in calls),
         cached_input_tokens=sum(c.cached_input_tokens for c in calls),
         cache_write_tokens=sum(c.cache_write_tokens for c in calls),

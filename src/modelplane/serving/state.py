@@ -65,6 +65,7 @@ class Serving:
     cache_reason: str | None = None  # why the cache hit or missed (see serving/cache.py)
     saved_usd: float | None = None
     fallback_depth: int = 0
+    cascade_escalations: int = 0  # cheaper answers a cascade's checks refused before the served one
     route: Decision | None = None  # what the route stage decided
     purpose: str = "serve"  # or "eval": see Inbound.purpose
 
