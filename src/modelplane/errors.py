@@ -8,10 +8,13 @@
     │   ├── BadRequest           400  malformed JSON, wrong field type
     │   ├── Unauthorized         401  missing or unknown API key
     │   ├── Forbidden            403  the key may not use this
-    │   ├── NotFound             404  unknown feature, model or escalation
+    │   ├── NotFound             404  unknown feature, model, escalation or endpoint
+    │   ├── MethodNotAllowed     405  a known endpoint asked with the wrong method (`allow` lists the right ones)
     │   ├── PayloadTooLarge      413  body over the configured limit
     │   └── RateLimited          429  over a key's rate limit or a tenant's / feature's budget
     └── ProviderError          an upstream call failed; `error_class` says how (adapters classify)
+        ├── InvalidOutput        an answer failed the feature's validation, repair and re-asks
+        └── CircuitOpen          not called at all: every deployment's breaker is open   503 + retry-after
 
 Errors are mapped to OpenAI's error JSON only at the HTTP edge (server/errors.py) and to
 exit code 2 plus a one-line hint only at the CLI edge.
@@ -19,6 +22,7 @@ exit code 2 plus a one-line hint only at the CLI edge.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -109,6 +113,18 @@ class NotFound(RequestError):
     code = "model_not_found"
 
 
+class MethodNotAllowed(RequestError):
+    """A known endpoint asked with a method it does not answer; `allow` lists the ones it does."""
+
+    status = 405
+    error_class = "method_not_allowed"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     error_class = "payload_too_large"
@@ -146,6 +162,7 @@ class ErrorClass(StrEnum):
     BAD_RESPONSE = "bad_response"
     STREAM_CUT = "stream_cut"
     INVALID_OUTPUT = "invalid_output"  # the answer failed the feature's validation, repair and re-asks
+    CIRCUIT_OPEN = "circuit_open"  # not called: every deployment's breaker is open after repeated failures
 
 
 class ProviderError(ModelplaneError):
@@ -179,16 +196,33 @@ class InvalidOutput(ProviderError):
         self.last_output = last_output
 
 
+class CircuitOpen(ProviderError):
+    """Open breakers kept every deployment of `models` from being called; the first probes in `retry_after` s."""
+
+    def __init__(self, models: tuple[str, ...], retry_after: float) -> None:
+        names = ", ".join(f"'{name}'" for name in models)
+        breakers = "circuit breaker" if len(models) == 1 else "circuit breakers"
+        super().__init__(
+            ErrorClass.CIRCUIT_OPEN,
+            f"{breakers} open for every deployment of {names} after repeated failures; "
+            f"next try in {max(1, math.ceil(retry_after))} s",
+            retry_after=retry_after,
+        )
+        self.models = models
+
+
 _PROVIDER_STATUS = {
     ErrorClass.TIMEOUT: 504,
     ErrorClass.RATE_LIMIT: 429,
     ErrorClass.BAD_REQUEST: 400,
     ErrorClass.CONTEXT_LENGTH: 400,
+    ErrorClass.CIRCUIT_OPEN: 503,  # with `retry-after`: the gateway itself holds the traffic back for a while
 }
 
 
 def http_status(exc: ModelplaneError) -> int:
-    """The HTTP status a client sees for `exc`: upstream failures are 502, or 504 when they timed out."""
+    """The HTTP status a client sees for `exc`: upstream failures are 502, or 504 when they timed out
+    (503 when open circuit breakers kept the gateway from calling at all)."""
     if isinstance(exc, RequestError):
         return exc.status
     if isinstance(exc, ConfigError | UsageError):

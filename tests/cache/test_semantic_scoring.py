@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelplane.cache.guard import facts
-from modelplane.cache.scoring import GUARD_RULES, LEXICAL_WEIGHT, REASONS, judge, rank
+from modelplane.cache.guard import GuardVerdict, facts
+from modelplane.cache.scoring import GUARD_RULES, LEXICAL_WEIGHT, REASONS, judge, rank, weigh
 
 
 def test_a_close_paraphrase_is_served() -> None:
@@ -46,3 +46,12 @@ def test_rank_lifts_the_candidate_that_keeps_the_askers_words() -> None:
     assert rank(0.95, query, invoice) > rank(0.80, query, parcel)  # but not a clear gap in meaning
     assert rank(1.0, query, query) == pytest.approx(1.0)
     assert 0 < LEXICAL_WEIGHT < 0.5
+
+
+def test_the_learned_bar_is_on_the_probability_and_a_guard_rule_always_refuses() -> None:
+    assert weigh(0.7, 0.64, GuardVerdict(ok=True)).accept
+    vetoed = weigh(0.99, 0.64, GuardVerdict(ok=False, reason="number"))  # however sure the model is
+    assert (vetoed.accept, vetoed.reason, vetoed.score) == (False, "guard:number", 0.99)
+    refused = weigh(0.3, 0.64, GuardVerdict(ok=False, reason="negation"))
+    assert (refused.accept, refused.reason, refused.score) == (False, "guard:negation", 0.3)
+    assert weigh(0.63, 0.64, GuardVerdict(ok=True)).reason == "below_threshold"

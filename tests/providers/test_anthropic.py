@@ -471,6 +471,7 @@ async def test_stream_cut_midway_raises_after_the_first_chunks(
         async for chunk in reply.chunks():
             received.append(orjson.loads(chunk))
     assert caught.value.error_class is ErrorClass.STREAM_CUT
+    assert caught.value.message == "upstream closed the stream before it ended"
     assert text_of(received) == "He" + "ll"  # "Hello!" is streamed as "He", "ll", "o!"
     assert reply.finish_reason is None
 

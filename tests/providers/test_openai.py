@@ -138,6 +138,8 @@ async def test_stream_cut_midway_raises_after_the_first_chunks(
         async for chunk in reply.chunks():
             received.append(orjson.loads(chunk))
     assert caught.value.error_class is ErrorClass.STREAM_CUT
+    # What happened, in words; not aiohttp's `<TransferEncodingError: 400, message='Not enough data…'>`.
+    assert caught.value.message == "upstream closed the stream before it ended"
     assert text_of(received) == "He" + "ll"  # "Hello!" is streamed as "He", "ll", "o!"
     assert len(received) == 3  # the role chunk and two content chunks
     assert reply.finish_reason is None
@@ -227,6 +229,46 @@ async def test_slow_answer_past_the_total_timeout(upstream: ScriptedUpstream, pr
     with pytest.raises(ProviderError) as caught:
         await provider.chat(chat(timeouts=Timeouts(total=0.3)))
     assert caught.value.error_class is ErrorClass.TIMEOUT
+    assert caught.value.message == (
+        "upstream timed out waiting for the response headers (the call's timeout.total of 0.3 s ran out)"
+    )
+
+
+async def test_no_response_headers_is_a_first_token_timeout_not_a_connect_one(
+    upstream: ScriptedUpstream, provider: OpenAIProvider
+) -> None:
+    # The upstream accepts the connection at once, then sends nothing, headers included.
+    upstream.script(slow(2.0))
+    with pytest.raises(ProviderError) as caught:
+        await provider.chat(chat(timeouts=Timeouts(connect=2, first_token=0.3, total=5)))
+    assert caught.value.error_class is ErrorClass.TIMEOUT
+    assert caught.value.message == (
+        "upstream timed out waiting for the response headers (no byte within timeout.first_token: 0.3 s)"
+    )
+
+
+async def test_a_connect_that_never_completes_is_a_connect_timeout() -> None:
+    # A listener whose accept queue is full: Linux drops further SYNs, so connect() hangs.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(8)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            adapter = OpenAIProvider("openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-x")
+            try:
+                with pytest.raises(ProviderError) as caught:
+                    await adapter.chat(chat(timeouts=Timeouts(connect=0.3, first_token=5, total=10)))
+            finally:
+                await adapter.aclose()
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert caught.value.error_class is ErrorClass.TIMEOUT
+    assert caught.value.message == "upstream timed out during connect (timeout.connect: 0.3 s)"
 
 
 async def test_refused_connection() -> None:

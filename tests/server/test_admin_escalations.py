@@ -70,10 +70,10 @@ keys:
         assert httpx.get(url, params={"status": "closed"}, headers=admin).status_code == 400
         assert httpx.get(url, params={"limit": "lots"}, headers=admin).status_code == 400
 
-        # Only admin keys may see or resolve the queue.
+        # Only admin keys may see or resolve the queue: a user key is forbidden, no key unauthenticated.
         user = {"authorization": f"Bearer {USER}"}
-        assert httpx.get(url, headers=user).status_code == 401
-        assert httpx.post(f"{url}/esc-1/resolve", json={"resolution": "x"}, headers=user).status_code == 401
+        assert httpx.get(url, headers=user).status_code == 403
+        assert httpx.post(f"{url}/esc-1/resolve", json={"resolution": "x"}, headers=user).status_code == 403
         assert httpx.get(url).status_code == 401
         assert ids("open") == ["esc-3", "esc-1"]
         assert gateway.stop() == 0

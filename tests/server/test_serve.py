@@ -239,7 +239,7 @@ def test_a_stream_cut_upstream_raises_in_the_sdk(gateway: GatewayProcess, upstre
             if chunk.choices:
                 seen.append(chunk.choices[0].delta.content or "")
     assert "".join(seen) == "Hell"  # "Hello!" streams as "He", "ll", "o!"; the cut came after two
-    assert "stream" in caught.value.message
+    assert caught.value.message == "upstream closed the stream before it ended"  # no aiohttp internals
     assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "stream_cut"
 
 
@@ -285,6 +285,109 @@ def test_400_for_messages_of_the_wrong_type(gateway: GatewayProcess) -> None:
     err = assert_openai_error(caught.value.response, 400)
     assert err["param"] == "messages"
     assert "`messages` must be an array" in err["message"]
+
+
+def post_chat(gateway: GatewayProcess, **body: Any) -> httpx.Response:
+    """A raw POST, for bodies the SDK's types would not let through."""
+    body = {"model": "chat", "messages": HI, **body}
+    return httpx.post(
+        gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {USER_KEY}"}, timeout=10
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code", "message"),
+    [
+        ("temperature", 2.5, "decimal_above_max_value", "Expected a value <= 2, but got 2.5 instead."),
+        ("temperature", -0.1, "decimal_below_min_value", "Expected a value >= 0, but got -0.1 instead."),
+        ("top_p", 1.5, "decimal_above_max_value", "Expected a value <= 1, but got 1.5 instead."),
+        ("max_tokens", 0, "integer_below_min_value", "Expected a value >= 1, but got 0 instead."),
+        ("max_completion_tokens", -5, "integer_below_min_value", "Expected a value >= 1, but got -5 instead."),
+        ("n", 0, "integer_below_min_value", "Expected a value >= 1, but got 0 instead."),
+    ],
+)
+def test_400_for_parameters_out_of_openais_range(
+    gateway: GatewayProcess, upstream: ScriptedUpstream, field: str, value: float, code: str, message: str
+) -> None:
+    before = len(upstream.requests)
+    err = assert_openai_error(post_chat(gateway, **{field: value}), 400, code)
+    assert err["type"] == "invalid_request_error" and err["param"] == field
+    assert err["message"].startswith(f"Invalid '{field}': ") and err["message"].endswith(message)
+    assert len(upstream.requests) == before
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "code"),
+    [
+        ([{"role": "robot", "content": "Hi"}], "messages[0].role", "invalid_value"),
+        ([{"role": "user"}], "messages[0].content", "missing_required_parameter"),
+        (
+            [{"role": "system", "content": None}, {"role": "user", "content": "Hi"}],
+            "messages[0].content",
+            "invalid_type",
+        ),
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}],
+            "messages[1].content",
+            "invalid_type",
+        ),
+        ([{"role": "user", "content": 42}], "messages[0].content", "invalid_type"),
+    ],
+)
+def test_400_for_a_wrong_role_or_missing_content(
+    gateway: GatewayProcess, upstream: ScriptedUpstream, messages: list[JSON], param: str, code: str
+) -> None:
+    before = len(upstream.requests)
+    err = assert_openai_error(post_chat(gateway, messages=messages), 400, code)
+    assert err["type"] == "invalid_request_error" and err["param"] == param
+    assert param in err["message"]
+    assert len(upstream.requests) == before
+
+
+def test_an_assistant_turn_that_called_tools_needs_no_content(
+    gateway: GatewayProcess, upstream: ScriptedUpstream
+) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    upstream.script(ok("It is sunny."))
+    answered = post_chat(gateway, messages=messages)
+    assert answered.status_code == 200, answered.text
+    assert upstream.requests[-1].json["messages"] == messages
+
+
+def test_several_choices_and_logprobs_pass_through_to_an_openai_upstream(
+    gateway: GatewayProcess, upstream: ScriptedUpstream
+) -> None:
+    # The chain's only model is on an OpenAI-compatible provider, which can give both.
+    answered = post_chat(gateway, n=2, logprobs=True, top_logprobs=2)
+    assert answered.status_code == 200, answered.text
+    sent = upstream.requests[-1].json
+    assert (sent["n"], sent["logprobs"], sent["top_logprobs"]) == (2, True, 2)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/v1/chat/completions", 405, "POST"),
+        ("PUT", "/v1/embeddings", 405, "POST"),
+        ("POST", "/v1/models", 405, "GET, HEAD"),
+        ("POST", "/v1/completions", 404, None),
+        ("GET", "/v1/nowhere", 404, None),
+    ],
+)
+def test_unknown_routes_and_wrong_methods_answer_openai_shaped_json(
+    gateway: GatewayProcess, method: str, path: str, status: int, allow: str | None
+) -> None:
+    response = httpx.request(method, gateway.url + path, headers={"authorization": f"Bearer {USER_KEY}"})
+    err = assert_openai_error(response, status, "method_not_allowed" if allow else "not_found")
+    assert response.headers["content-type"] == "application/json"
+    assert f"{method} {path}" in err["message"]
+    assert response.headers.get("allow") == allow
 
 
 def test_413_for_a_body_over_the_limit(gateway: GatewayProcess, upstream: ScriptedUpstream) -> None:
@@ -361,9 +464,13 @@ def test_metrics_count_servings_by_feature(gateway: GatewayProcess) -> None:
 
 
 def test_admin_config_needs_the_admin_key(gateway: GatewayProcess) -> None:
+    # A valid key without the admin role is forbidden (403); no key, or an unknown one, is unauthenticated (401).
     refused = httpx.get(gateway.url + "/admin/config", headers={"authorization": f"Bearer {USER_KEY}"})
-    assert_openai_error(refused, 401)
-    assert_openai_error(httpx.get(gateway.url + "/admin/config"), 401)
+    err = assert_openai_error(refused, 403, "admin_key_required")
+    assert err["type"] == "permission_error" and "tenant 'acme'" in err["message"]
+    assert_openai_error(httpx.get(gateway.url + "/admin/config"), 401, "invalid_api_key")
+    unknown = httpx.get(gateway.url + "/admin/config", headers={"authorization": "Bearer not-a-key"})
+    assert assert_openai_error(unknown, 401)["type"] == "authentication_error"
     allowed = httpx.get(gateway.url + "/admin/config", headers={"authorization": f"Bearer {ADMIN_KEY}"})
     assert allowed.status_code == 200
     assert allowed.json()["version"]

@@ -142,6 +142,21 @@ async def test_a_lost_probe_is_replaced_after_another_cooldown(breakers: Breaker
     assert permits.count(Permit.PROBE) == 1
 
 
+async def test_retry_in_counts_down_to_the_next_probe(breakers: BreakerBackend, clock: FakeClock) -> None:
+    assert await breakers.retry_in(KEY) is None  # never seen: closed
+    await open_breaker(breakers)
+    assert await breakers.retry_in(KEY) == pytest.approx(CONFIG.cooldown)
+    clock.now += 2
+    assert await breakers.retry_in(KEY) == pytest.approx(CONFIG.cooldown - 2)
+    clock.now += CONFIG.cooldown
+    assert await breakers.retry_in(KEY) == 0  # overdue: the next call is the probe
+    assert await breakers.acquire(KEY) is Permit.PROBE
+    clock.now += 1  # half-open, its probe in flight: replaced if it has not reported a cooldown later
+    assert await breakers.retry_in(KEY) == pytest.approx(CONFIG.cooldown - 1)
+    await record(breakers, True, permit=Permit.PROBE)
+    assert await breakers.retry_in(KEY) is None
+
+
 async def test_old_buckets_fall_out_of_the_window(breakers: BreakerBackend, clock: FakeClock) -> None:
     await record(breakers, *[False] * (CONFIG.min_requests - 1))
     clock.now += CONFIG.window / 2

@@ -20,6 +20,7 @@ import pytest
 from modelplane.config.load import LoadedConfig, parse_config
 from modelplane.errors import ProviderError
 from modelplane.ledger.store import LedgerStore
+from modelplane.server.errors import error_response
 from modelplane.serving import pipeline
 from modelplane.serving.gateway import Gateway
 from modelplane.serving.respond import Outcome
@@ -431,3 +432,76 @@ async def test_a_request_schema_applies_and_a_validated_stream_is_replayed(make_
         text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
         assert orjson.loads(text) == {"n": 7} and events[-1] == {"done": True}
         assert all("stream" not in r.json for r in first.requests)  # asked unstreamed, validated, replayed
+
+
+async def test_invalid_everywhere_without_a_fallback_is_escalated_not_an_error(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    feature = SCHEMA_FEATURE.replace("      models: [first, second]\n", "      models: [first]\n").replace(
+        '      deterministic_fallback: "{\\"priority\\": \\"low\\", \\"reply\\": \\"later\\"}"\n', ""
+    )
+    assert "deterministic_fallback" not in feature and "models: [first]" in feature
+    async with ScriptedUpstream() as first:
+        gateway = await make_gateway(config_for({"first": first.base_url}, feature))
+        first.default = ok("Sorry, no JSON from me.")
+        with pytest.raises(ProviderError) as caught:
+            await pipeline.chat(gateway, ask("f"))
+        assert caught.value.error_class == "invalid_output"
+        escalations = await gateway.store.escalations()
+        servings, _ = await ledger(gateway, tmp_path)
+    (queued,) = escalations
+    assert queued["serving_id"] == servings[0]["serving_id"] and queued["last_output"] == "Sorry, no JSON from me."
+    # The report counts escalations by status: the 502 the client got is kept beside it, not over it.
+    row = servings[0]
+    assert (row["status"], row["http_status"], row["error_class"]) == ("escalated", 502, "invalid_output")
+
+
+async def test_open_breakers_alone_answer_503_with_the_wait_until_the_probe(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    async with ScriptedUpstream() as remote:
+        gateway = await make_gateway(
+            config_for({"remote": remote.base_url}, "  f: {route: {models: [remote]}}",
+                       "retry: {attempts: 1}\n  breaker: {min_requests: 2, failure_rate: 0.5, cooldown: 30}")
+        )
+        remote.default = error(500)
+        for _ in range(2):  # two failures open the breaker
+            with pytest.raises(ProviderError) as failed:
+                await pipeline.chat(gateway, ask("f"))
+            assert failed.value.status == 500
+        with pytest.raises(ProviderError) as caught:
+            await pipeline.chat(gateway, ask("f"))
+        assert remote.count() == 2  # the third serving never reached the upstream
+        servings, calls = await ledger(gateway, tmp_path)
+    held = caught.value
+    assert held.message == (
+        "circuit breaker open for every deployment of 'remote' after repeated failures; next try in 30 s"
+    )
+    assert held.retry_after is not None and 29 < held.retry_after <= 30
+    response = error_response(held)
+    assert response.status_code == 503 and response.headers["retry-after"] == "30"
+    assert orjson.loads(response.body)["error"]["code"] == "circuit_open"
+    assert (servings[0]["status"], servings[0]["http_status"], servings[0]["error_class"]) == (
+        "error",
+        503,
+        "circuit_open",
+    )
+    assert calls == []
+
+
+async def test_a_real_failure_beside_an_open_breaker_is_what_the_client_hears(make_gateway: MakeGateway) -> None:
+    async with ScriptedUpstream() as held, ScriptedUpstream() as failing:
+        gateway = await make_gateway(
+            config_for({"held": held.base_url, "failing": failing.base_url},
+                       "  f: {route: {models: [held, failing]}}\n  g: {route: {models: [held]}}",
+                       "retry: {attempts: 1}\n  breaker: {min_requests: 1, failure_rate: 0.5, cooldown: 30}")
+        )
+        held.script(error(500))
+        with pytest.raises(ProviderError):
+            await pipeline.chat(gateway, ask("g"))  # opens held's breaker
+        failing.default = error(500)
+        with pytest.raises(ProviderError) as caught:
+            await pipeline.chat(gateway, ask("f"))
+    # Not "try again in 30 s": the other model failed for real, so no retry-after promises a recovery.
+    assert caught.value.status == 500 and caught.value.retry_after is None
+    assert "retry-after" not in error_response(caught.value).headers

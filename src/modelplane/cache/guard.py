@@ -11,8 +11,8 @@ acid to ethanol" embed identically), and the kind of question asked (why / when 
 
 Everything here is pure and costs microseconds: `facts()` reads a question once (the
 cache keeps the facts of each stored question), `compare()` decides on two sets of facts.
-`overlap()` measures the words two questions share; `cache/scoring.py` mixes it into the
-similarity score.
+`overlap()` measures the words two questions share and `content()` names the words that carry
+a topic; `cache/scoring.py` and `cache/pairscore.py` use them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["GuardVerdict", "QuestionFacts", "check", "compare", "facts", "overlap"]
+__all__ = ["GuardVerdict", "QuestionFacts", "check", "compare", "content", "facts", "overlap"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +216,11 @@ def overlap(a: QuestionFacts, b: QuestionFacts) -> float:
     """Share of the two questions' distinct words that both use (Jaccard), 1.0 for two empty questions."""
     union = len(a.words | b.words)
     return len(a.words & b.words) / union if union else 1.0
+
+
+def content(a: QuestionFacts) -> frozenset[str]:
+    """The words that carry a topic: function words and single letters dropped."""
+    return frozenset(w for w in a.words if w not in _FUNCTION_WORDS and len(w) > 1)
 
 
 def check(query: str, cached: str) -> GuardVerdict:

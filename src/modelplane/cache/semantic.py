@@ -1,12 +1,14 @@
 """The semantic cache: a question close enough in meaning, in the same partition, gets the stored answer.
 
-A hit needs all of: the same partition (tenant + feature + a hash of everything that must
-match exactly: earlier turns, system prompt, answer-changing parameters — see
-`partition_key`), cosine similarity at or above the feature's threshold for the candidate
-picked among the nearest (by cosine and the words both questions use: cache/scoring.py says
-how and why), and the guard's agreement that the two questions do not differ in negation,
-numbers, entities and the like. Every lookup returns a `Decision` with the score and its
-reason, so the ledger can record why a near-miss missed.
+A hit needs the same partition (tenant + feature + a hash of everything that must match
+exactly: earlier turns, system prompt, answer-changing parameters — see `partition_key`),
+and for the candidate picked among the nearest (by cosine and the words both questions use):
+with a `scorer` (cache/pairscore.py: the default embedder, wordllama-256), a learned
+probability of asking the same question at or above the feature's threshold; without one
+(any other embedder), a cosine at or above the threshold and the guard's agreement that the
+two questions do not differ in negation, numbers, entities and the like. cache/scoring.py
+says how and why. Every lookup returns a `Decision` with the score and its reason, so the
+ledger can record why a near-miss missed.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from modelplane.cache.guard import QuestionFacts, facts
+from modelplane.cache.guard import QuestionFacts, compare, facts
 from modelplane.cache.index import IndexEntry, Vector, VectorIndex
-from modelplane.cache.scoring import CANDIDATES, judge, rank
+from modelplane.cache.pairscore import PairScorer
+from modelplane.cache.scoring import CANDIDATES, judge, rank, weigh
 from modelplane.embeddings.base import Embedder
 
-__all__ = ["DEFAULT_THRESHOLD", "Decision", "Hit", "SemanticCache", "partition_key"]
+__all__ = ["COSINE_THRESHOLD", "LEARNED_THRESHOLD", "Decision", "Hit", "SemanticCache", "partition_key"]
 
 T = TypeVar("T")
 
-DEFAULT_THRESHOLD = 0.73
-"""Chosen on bench/semantic_cache.py (tune halves) with wordllama-256 + guard; bench/README.md has the trade-off."""
+LEARNED_THRESHOLD = 0.55
+"""The default bar on the learned P(same question), with the shipped scorer (wordllama-256).
+
+Chosen on bench/semantic_cache.py's tune halves (0.01 steps): the highest whose tune half serves
+at least 410 of its 500 paraphrases correctly (on course for the 800 of 999 target, with a 2.5 %
+margin); bench/README.md has the trade-off."""
+COSINE_THRESHOLD = 0.73
+"""The default bar on the cosine with any other embedder (cosine + the guard's rules), chosen the same way."""
 
 _SEP = "\x1f"
 # What a stored question's guard facts and bookkeeping cost in memory, beyond its text (measured by
@@ -57,7 +66,7 @@ class Hit(Generic[T]):
 
     answer: T
     question: str  # the cached question it was stored under
-    score: float  # cosine similarity to the cached question
+    score: float  # the learned P(same question) with a scorer, else the cosine to the cached question
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,30 +74,38 @@ class Decision(Generic[T]):
     """What a lookup found: a hit, or the best score and why it was not served."""
 
     hit: Hit[T] | None
-    score: float | None  # cosine similarity of the picked candidate (None: the partition is empty)
+    score: float | None  # the picked candidate's P(same question) or cosine, as Hit.score (None: no entries)
     threshold: float
     reason: str  # `semantic` (hit), `no_entries`, `below_threshold` or `guard:<why>`: see cache/scoring.py
 
 
 class SemanticCache(Generic[T]):
-    """Answers by meaning, within a partition, bounded in bytes (LRU), with per-feature thresholds."""
+    """Answers by meaning, within a partition, bounded in bytes (LRU), with per-feature thresholds.
+
+    `scorer` (the learned one, for the embedder it was trained on) decides hits when given;
+    `default_threshold` then defaults to LEARNED_THRESHOLD, else to COSINE_THRESHOLD.
+    """
 
     def __init__(
         self,
         embedder: Embedder,
         *,
         max_bytes: int = 256 * 2**20,
-        default_threshold: float = DEFAULT_THRESHOLD,
+        default_threshold: float | None = None,
         thresholds: Mapping[str, float] | None = None,
+        scorer: PairScorer | None = None,
         guard: bool = True,
         lexical: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.embedder = embedder
         self.index: VectorIndex[_Stored[T]] = VectorIndex(embedder.dim, max_bytes=max_bytes)
+        self.scorer = scorer
+        if default_threshold is None:
+            default_threshold = COSINE_THRESHOLD if scorer is None else LEARNED_THRESHOLD
         self.default_threshold = default_threshold
         self.thresholds = dict(thresholds or {})
-        self.guard = guard  # False: no guard rules (for comparison only)
+        self.guard = guard  # False: no guard rules (for comparison only; the scorer always reads them)
         self.lexical = lexical  # False: pick the nearest by cosine alone (for comparison only)
         self._clock = clock
 
@@ -114,16 +131,25 @@ class SemanticCache(Generic[T]):
         if not found:
             return Decision(None, None, threshold, "no_entries")
         entry, cosine = found[0]
-        if cosine < threshold:  # no pick can do better than the nearest: skip reading the question
-            return Decision(None, cosine, threshold, "below_threshold")
+        # No pick can do better than the nearest: below the bar (or the scorer's floor, where
+        # P is 0 by definition) skip reading the question.
+        if cosine < (threshold if self.scorer is None else self.scorer.floor):
+            return Decision(None, cosine if self.scorer is None else 0.0, threshold, "below_threshold")
         query = facts(question)
         if self.lexical and len(found) > 1:
             entry, cosine = max(found, key=lambda candidate: rank(candidate[1], query, candidate[0].value.facts))
-        judgement = judge(cosine, threshold, query, entry.value.facts, guard=self.guard)
+        cached = entry.value
+        if self.scorer is None:
+            judgement = judge(cosine, threshold, query, cached.facts, guard=self.guard)
+        else:
+            verdict = compare(query, cached.facts)
+            probability = self.scorer.score(question, query, cached.question, cached.facts, cosine, verdict)
+            judgement = weigh(probability, threshold, verdict)
         if not judgement.accept:
-            return Decision(None, cosine, threshold, judgement.reason)
+            return Decision(None, judgement.score, threshold, judgement.reason)
         self.index.touch(entry)
-        return Decision(Hit(entry.value.answer, entry.value.question, cosine), cosine, threshold, judgement.reason)
+        hit = Hit(cached.answer, cached.question, judgement.score)
+        return Decision(hit, judgement.score, threshold, judgement.reason)
 
     def store(
         self,

@@ -93,6 +93,9 @@ def _price_or_history(value: Any) -> Price | list[Price] | None:
 
 
 class TimeoutConfig(Strict):
+    """A model's limits per call: each attempt (a retry too) gets them afresh. Cap a whole serving,
+    retries and fallbacks included, with the feature's `deadline`."""
+
     connect: PositiveSeconds = 10.0
     first_token: PositiveSeconds = 60.0
     total: PositiveSeconds = 600.0
@@ -311,7 +314,10 @@ class TenantConfig(Strict):
 
 
 class SemanticCacheConfig(Strict):
-    threshold: float = Field(default=0.73, gt=0, le=1)  # cosine similarity a hit needs (see bench/README.md)
+    # What a hit needs; None: the embedder's default. With wordllama-256 (the default embedder) the
+    # bar is on the learned P(same question), default 0.55; with any other embedder on the cosine,
+    # default 0.73, plus the guard's rules (cache/scoring.py, bench/README.md).
+    threshold: float | None = Field(default=None, gt=0, le=1)
 
 
 class CacheConfig(Strict):
@@ -365,6 +371,12 @@ class TelemetryConfig(Strict):
     metrics: bool = True
     tracing: Literal["off", "console", "otlp"] = "off"
     service_name: str = "modelplane"
+
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` (or `no`, `false`) as false, and that is what the user meant.
+        return "off" if value is False else value
 
 
 class RedisConfig(Strict):

@@ -15,13 +15,14 @@ import orjson
 from modelplane.errors import ErrorClass, ProviderError
 from modelplane.providers import http
 from modelplane.providers.anthropic_wire import ChunkTranslator, to_chat_completion, to_messages_request
-from modelplane.providers.base import Answer, ChatRequest, Reply, Stream
+from modelplane.providers.base import Answer, ChatRequest, Reply, Stream, Timeouts
 
 
 class AnthropicProvider(http.HttpProvider):
     """Anthropic's Messages API (`POST {base_url}/messages`)."""
 
     kind = "anthropic"
+    content_parts = frozenset({"text", "image_url"})  # the Messages API has no `n` and no logprobs
 
     def __init__(
         self,
@@ -41,9 +42,9 @@ class AnthropicProvider(http.HttpProvider):
         payload = to_messages_request(request.body, request.model)
         response = await self.post("/messages", payload, request.timeouts)
         if request.stream:
-            return AnthropicStream(response, request.model, include_usage=request.include_usage)
+            return AnthropicStream(response, request.model, request.timeouts, include_usage=request.include_usage)
         async with response:
-            with http.classified("read"):
+            with http.classified("read", request.timeouts):
                 raw = await response.read()
         first_byte = time.perf_counter()
         body, usage = to_chat_completion(http.decode_json(raw), created=int(time.time()))
@@ -54,9 +55,12 @@ class AnthropicProvider(http.HttpProvider):
 class AnthropicStream(Stream):
     """An Anthropic event stream, re-emitted as OpenAI chat.completion.chunk JSON."""
 
-    def __init__(self, response: aiohttp.ClientResponse, model: str, *, include_usage: bool) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, model: str, timeouts: Timeouts, *, include_usage: bool
+    ) -> None:
         super().__init__(model)
         self._response = response
+        self._timeouts = timeouts
         self._translator = ChunkTranslator(model, int(time.time()), include_usage=include_usage)
         self.usage = self._translator.usage  # the translator fills it as events arrive
 
@@ -64,7 +68,7 @@ class AnthropicStream(Stream):
         translator = self._translator
         try:
             # iter_sse classifies transport failures as STREAM_CUT or TIMEOUT.
-            async for _event, data in http.iter_sse(self._response):
+            async for _event, data in http.iter_sse(self._response, self._timeouts):
                 for chunk in translator.feed(http.decode_json(data)):
                     if translator.content_started:
                         self.mark_first_token()

@@ -31,7 +31,12 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Per-call limits in seconds: connect, time to first byte/token, and the whole call."""
+    """Limits of one call (one attempt: each retry gets them afresh), in seconds.
+
+    `connect`: the TCP/TLS connect; `first_token`: the wait for the response headers, and then for
+    every later byte or chunk; `total`: the whole call. A serving's own cap, retries and fallbacks
+    included, is the feature's `deadline`, which cuts these to what is left of it.
+    """
 
     connect: float = 10.0
     first_token: float = 60.0
@@ -115,10 +120,18 @@ class Embeddings:
 
 
 class Provider(ABC):
-    """An upstream API. Subclasses implement `chat`; `embed` only when they can."""
+    """An upstream API. Subclasses implement `chat`; `embed` only when they can.
+
+    The capability attributes say what a request may ask of it beyond text in, one text answer
+    out; the gateway never sends a request a provider would have to drop part of silently.
+    """
 
     kind: ClassVar[str]
     supports_embeddings: ClassVar[bool] = False
+    supports_choices: ClassVar[bool] = False  # `n` > 1: several choices in one answer
+    supports_logprobs: ClassVar[bool] = False  # `logprobs: true` fills each choice's `logprobs`
+    # The content part types a message may carry (`text`, `image_url`, …); None: any, the upstream decides.
+    content_parts: ClassVar[frozenset[str] | None] = frozenset({"text"})
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -44,7 +44,9 @@ class HttpProvider(Provider):
         if self._session is None:
             await self.start()
         assert self._session is not None  # start() just made it
-        with classified("connect"):
+        # One block, but the phases stay apart: aiohttp raises a connect timeout for the TCP/TLS
+        # connect and a socket-read timeout for the wait for the response headers.
+        with classified("response", timeouts):
             response = await self._session.post(
                 self.base_url + path, data=orjson.dumps(body), timeout=client_timeout(timeouts)
             )
@@ -131,27 +133,57 @@ def classify_status(status: int, headers: Any, body: bytes) -> ProviderError:
     return ProviderError(error_class, f"upstream answered {status}: {message}", status=status, retry_after=retry_after)
 
 
+# What the client was waiting for, as a timeout or a broken connection names it.
+_PHASES = {
+    "response": "waiting for the response headers",
+    "read": "reading the response body",
+    "stream": "waiting for the next stream chunk",
+    "call": "during the call",
+}
+
+
 @contextmanager
-def classified(during: str = "call") -> Iterator[None]:
-    """Translate transport exceptions raised inside the block into `ProviderError`."""
+def classified(during: str = "call", timeouts: Timeouts | None = None) -> Iterator[None]:
+    """Translate transport exceptions raised inside the block into `ProviderError`.
+
+    Messages name the phase and the limit that ran out (`timeouts`, when given), and never
+    carry aiohttp's own exception text, which is about its internals (`TransferEncodingError: 400`).
+    """
+    phase = _PHASES.get(during, during)
     try:
         yield
     except ProviderError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise ProviderError(ErrorClass.TIMEOUT, f"upstream timed out during {during}") from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        limit = None if timeouts is None else f"timeout.connect: {_seconds(timeouts.connect)}"
+        raise _timed_out("during connect", limit) from exc
+    except aiohttp.SocketTimeoutError as exc:
+        limit = None if timeouts is None else f"no byte within timeout.first_token: {_seconds(timeouts.first_token)}"
+        raise _timed_out(phase, limit) from exc
+    except TimeoutError as exc:  # aiohttp's `total`, for the whole call
+        limit = None if timeouts is None else f"the call's timeout.total of {_seconds(timeouts.total)} ran out"
+        raise _timed_out(phase, limit) from exc
     except aiohttp.ClientConnectorError as exc:
         raise ProviderError(ErrorClass.CONNECTION, f"cannot connect to upstream: {exc.os_error or exc}") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
-        error_class = ErrorClass.STREAM_CUT if during == "stream" else ErrorClass.CONNECTION
-        raise ProviderError(error_class, f"upstream connection broke during {during}: {exc}") from exc
+        if during == "stream":
+            raise ProviderError(ErrorClass.STREAM_CUT, "upstream closed the stream before it ended") from exc
+        raise ProviderError(ErrorClass.CONNECTION, f"upstream closed the connection {phase}") from exc
     except aiohttp.ClientError as exc:
-        raise ProviderError(ErrorClass.CONNECTION, f"upstream transport error during {during}: {exc}") from exc
+        raise ProviderError(ErrorClass.CONNECTION, f"upstream transport error {phase}: {exc}") from exc
 
 
-async def read_body(response: aiohttp.ClientResponse) -> bytes:
+def _timed_out(phase: str, limit: str | None) -> ProviderError:
+    return ProviderError(ErrorClass.TIMEOUT, f"upstream timed out {phase}" + ("" if limit is None else f" ({limit})"))
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g} s"
+
+
+async def read_body(response: aiohttp.ClientResponse, timeouts: Timeouts | None = None) -> bytes:
     """The whole body of an open response, then the connection goes back to the pool."""
-    with classified("read"):
+    with classified("read", timeouts):
         try:
             return await response.read()
         finally:
@@ -169,11 +201,13 @@ def decode_json(body: bytes) -> dict[str, Any]:
     return data
 
 
-async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, bytes]]:
+async def iter_sse(
+    response: aiohttp.ClientResponse, timeouts: Timeouts | None = None
+) -> AsyncIterator[tuple[str, bytes]]:
     """Yield (event, data) of each server-sent event; the default event name is 'message'."""
     event = "message"
     data: list[bytes] = []
-    with classified("stream"):
+    with classified("stream", timeouts):
         async for raw in response.content:
             line = raw.rstrip(b"\r\n")
             if not line:

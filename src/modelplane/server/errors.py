@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from modelplane.errors import (
     ConfigError,
+    MethodNotAllowed,
     ModelplaneError,
     ProviderError,
     RateLimited,
@@ -29,17 +30,23 @@ def error_response(exc: ModelplaneError, headers: dict[str, str] | None = None) 
     if isinstance(exc, RequestError):
         error = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
         if isinstance(exc, RateLimited):
-            extra["retry-after"] = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, never early
+            extra["retry-after"] = _seconds(exc.retry_after)
+        elif isinstance(exc, MethodNotAllowed):
+            extra["allow"] = ", ".join(exc.allow)
     elif isinstance(exc, ProviderError):
         error = {"message": exc.message, "type": "upstream_error", "param": None, "code": str(exc.error_class)}
         if exc.retry_after is not None:
-            extra["retry-after"] = str(max(1, round(exc.retry_after)))
+            extra["retry-after"] = _seconds(exc.retry_after)
     elif isinstance(exc, ConfigError | UsageError):
         error = {"message": str(exc), "type": "invalid_request_error", "param": None, "code": "invalid_config"}
     else:
         log.error("unexpected error: %s", exc)
         error = {"message": "internal error", "type": "server_error", "param": None, "code": None}
     return Response(orjson.dumps({"error": error}), status, extra, media_type="application/json")
+
+
+def _seconds(retry_after: float) -> str:
+    return str(max(1, math.ceil(retry_after)))  # whole seconds, never early
 
 
 def internal_error() -> Response:

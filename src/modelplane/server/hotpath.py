@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelplane.errors import ModelplaneError, PayloadTooLarge
+from modelplane.errors import MethodNotAllowed, ModelplaneError, PayloadTooLarge
 from modelplane.server.errors import error_response, internal_error
 from modelplane.serving.gateway import Gateway
 from modelplane.serving.respond import Outcome
@@ -38,9 +38,13 @@ class HotPath:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        run = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        run = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if run is None:
             await self.fallback(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            wrong = MethodNotAllowed(f"{scope['method']} {scope['path']} is not served; use POST", ("POST",))
+            await error_response(wrong)(scope, receive, send)
             return
         try:
             inbound = await self._inbound(scope, receive)

@@ -7,7 +7,7 @@ import hmac
 from dataclasses import dataclass
 
 from modelplane.config.schema import LOCAL_TENANT
-from modelplane.errors import Unauthorized
+from modelplane.errors import Forbidden, Unauthorized
 from modelplane.serving.runtime import Runtime
 
 DEFAULT_TIER = "default"
@@ -48,8 +48,16 @@ def authenticate(runtime: Runtime, authorization: str | None) -> Caller:
 
 
 def require_admin(runtime: Runtime, authorization: str | None) -> Caller:
-    """The caller, if it holds an admin key (every caller does when no keys are configured)."""
+    """The caller, if it holds an admin key (every caller does when no keys are configured).
+
+    No key or an unknown one is a 401; a valid key without the admin role is a 403.
+    """
     caller = authenticate(runtime, authorization)
     if not caller.admin:
-        raise Unauthorized("this endpoint needs an admin key")
+        named = f"'{caller.key_name}', " if caller.key_name else ""
+        raise Forbidden(
+            f"this endpoint needs an admin key; the key given ({named}tenant '{caller.tenant}') is valid "
+            "but not an admin key (`admin: true` in its `keys` entry)",
+            code="admin_key_required",
+        )
     return caller

@@ -70,9 +70,19 @@ class BreakerBackend(Protocol):
     def record(self, key: str, ok: bool, permit: Permit) -> None:
         """The outcome of a call made under `permit`; never waits (a shared backend sends it behind)."""
 
+    async def retry_in(self, key: str) -> float | None:
+        """Seconds until the breaker of `key` lets its next probe through; None when it is closed."""
+
     async def views(self) -> list[BreakerView]: ...
 
     async def aclose(self) -> None: ...
+
+
+def probe_in(state: State, opened_at: float | None, probe_since: float | None, cooldown: float, now: float) -> float:
+    """Seconds until a breaker that is not closed lets a probe through (an open one after its cooldown;
+    a half-open one when its probe in flight is overdue)."""
+    since = opened_at if state is State.OPEN else probe_since
+    return 0.0 if since is None else max(0.0, since + cooldown - now)
 
 
 @dataclass(slots=True)
@@ -144,6 +154,12 @@ class LocalBreakers:
         tripped = requests >= self.config.min_requests and failures >= self.config.failure_rate * requests
         if circuit.state is State.CLOSED and not ok and tripped:
             circuit.state, circuit.opened_at = State.OPEN, now
+
+    async def retry_in(self, key: str) -> float | None:
+        circuit = self._circuits.get(key)
+        if circuit is None or circuit.state is State.CLOSED:
+            return None
+        return probe_in(circuit.state, circuit.opened_at, circuit.probe_since, self.config.cooldown, self._now())
 
     async def views(self) -> list[BreakerView]:
         now = self._now()

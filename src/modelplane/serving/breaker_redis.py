@@ -42,7 +42,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from modelplane.config.schema import BreakerConfig
-from modelplane.serving.breaker import BreakerView, Permit, State
+from modelplane.serving.breaker import BreakerView, Permit, State, probe_in
 from modelplane.serving.redis_state import SharedState
 
 log = logging.getLogger("modelplane.breaker")
@@ -237,6 +237,25 @@ class RedisBreakers:
             window_ttl,
             _OPEN_TTL,
         ]
+
+    async def retry_in(self, key: str) -> float | None:
+        """As `LocalBreakers.retry_in`; None when Redis is unreachable (the breakers then let calls through)."""
+        try:
+            state, opened_at, probe_since = await self._client.hmget(
+                self._key(key), ["state", "opened_at", "probe_since"]
+            )
+        except (RedisError, OSError) as exc:
+            self._shared.unreachable(exc)
+            return None
+        if state is None or _text(state) == State.CLOSED:
+            return None
+        return probe_in(
+            State(_text(state)),
+            None if opened_at is None else float(opened_at),
+            None if probe_since is None else float(probe_since),
+            self.config.cooldown,
+            self._now(),
+        )
 
     async def flush(self) -> None:
         """Wait until every outcome recorded so far has reached Redis (or failed to)."""

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -162,7 +162,10 @@ class ResponseCache:
         if len(vector) != semantic.index.dim:
             self._warn(f"the embedder answers {len(vector)} dimensions, the cache holds {semantic.index.dim}")
             return CacheLookup(None, exact_key, None, None, reason="miss")
-        semantic.thresholds[feature_name] = policy.semantic.threshold
+        if policy.semantic.threshold is None:  # the embedder's default: cache/semantic.py
+            semantic.thresholds.pop(feature_name, None)
+        else:
+            semantic.thresholds[feature_name] = policy.semantic.threshold
         decision = semantic.decide(partition, question, feature=feature_name, vector=vector)
         reason = _reason(decision)
         hit = None
@@ -263,11 +266,21 @@ class ResponseCache:
         return self._embedder
 
     def semantic(self, dim: int) -> SemanticCache[Cached]:
-        """The semantic index, made on first use for vectors of `dim` components."""
-        if self._semantic is None:
-            from modelplane.cache.semantic import SemanticCache
+        """The semantic index, made on first use for vectors of `dim` components.
 
-            self._semantic = SemanticCache(_VectorsGiven(dim), max_bytes=self.max_bytes, clock=self._clock)
+        With the embedder the shipped learned scorer was trained on (wordllama-256), hits are
+        decided by the scorer; with any other, by cosine and the guard's rules."""
+        if self._semantic is None:
+            from modelplane.cache.pairscore import shipped_scorer
+            from modelplane.cache.semantic import SemanticCache
+            from modelplane.embeddings.base import is_async
+
+            embedder = self.embedder
+            local = None if is_async(embedder) else cast("Embedder", embedder)
+            scorer = None if local is None else shipped_scorer(local.name, local.embed)
+            self._semantic = SemanticCache(
+                _VectorsGiven(dim), max_bytes=self.max_bytes, scorer=scorer, clock=self._clock
+            )
         return self._semantic
 
     def _semantic_put(self, entry: StoredEntry, body: dict[str, Any]) -> None:

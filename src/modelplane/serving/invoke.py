@@ -6,7 +6,10 @@ exponential backoff and full jitter, honouring `retry-after`, within the model's
 the retry budget and the feature's deadline. Then the next model; after the last, the
 deterministic answer if the feature has one. Every attempt is a call in the ledger under
 the one serving. A stream counts as answered only once its first chunk arrived, so an
-upstream that fails or stalls before its first byte is failed over like any other.
+upstream that fails or stalls before its first byte is failed over like any other. A model
+whose provider cannot give what the request asks (several choices, logprobs, images: see
+capability.py) is skipped; a model whose every breaker is open is not called, and when that is
+all that kept the chain from answering, the client is told when the first breaker will probe.
 
 Adapters classify; this controller alone decides.
 """
@@ -21,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelplane.config.schema import FeatureConfig, RetryConfig
-from modelplane.errors import ErrorClass, InvalidOutput, ProviderError
+from modelplane.errors import CircuitOpen, ErrorClass, InvalidOutput, ProviderError
 from modelplane.providers.base import Answer, ChatRequest, Embeddings, Stream, Timeouts, Usage
 from modelplane.serving.balance import Balancer
 from modelplane.serving.breaker import DEPLOYMENT_FAULTS, BreakerBackend, Permit
+from modelplane.serving.capability import needs, one_choice, require, unmet
 from modelplane.serving.cascade import Acceptance
 from modelplane.serving.fallback import deterministic_answer
 from modelplane.serving.replay import Replay
@@ -39,10 +43,6 @@ RETRYABLE = frozenset(
 
 
 Escalate = Callable[[str, str], Awaitable[None]]  # (reason, last output): into the escalation queue
-
-
-class ChainExhausted(ProviderError):
-    """Every model of the chain failed or was skipped, and there is no deterministic answer."""
 
 
 @dataclass
@@ -69,6 +69,10 @@ class Invoker:
         """The first (valid, and for a cascade accepted) answer the chain gives; else a cascade's last
         rejected answer; else the deterministic answer; else the last error."""
         deadline = None if feature.deadline is None else serving.started + feature.deadline
+        wanted = needs(body)
+        require(chain, wanted)
+        if spec is not None or cascade is not None:
+            one_choice(body, "validates its output" if spec is not None else "is a cascade")
         streamed = bool(body.get("stream"))
         usage_asked = ChatRequest(body, "").include_usage
         if (spec is not None or cascade is not None) and streamed:
@@ -76,11 +80,13 @@ class Invoker:
             # of it: ask for it unstreamed, then replay it as a stream.
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         sent = body if cascade is None else cascade.prepare(body)
-        last_error: ProviderError | None = None
+        errors: list[ProviderError] = []
         invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
         rejected: tuple[int, Model, Answer] | None = None  # a cascade's last answer that failed its checks
         refused: list[int] = []  # the depths whose answers a cascade's checks refused
         for depth, model in enumerate(chain):
+            if wanted and unmet(model, wanted) is not None:
+                continue  # it would drop part of the request (`require` made sure some model would not)
             serving.fallback_depth = depth
             try:
                 reply = await self._model(serving, model, sent, version, deadline)
@@ -97,7 +103,7 @@ class Invoker:
             except ProviderError as exc:
                 if exc.error_class is ErrorClass.BAD_REQUEST:
                     raise  # the request itself is wrong: no other model can fix it
-                last_error = exc
+                errors.append(exc)
                 if isinstance(exc, InvalidOutput):
                     invalid = exc
             if deadline is not None and time.perf_counter() >= deadline:
@@ -113,9 +119,7 @@ class Invoker:
             serving.fallback_depth = len(chain)
             serving.model = "deterministic"
             return _replay(deterministic_answer(text), streamed, usage_asked)
-        if last_error is None:
-            raise ChainExhausted(ErrorClass.CONNECTION, "no model of the chain is available (circuits open)")
-        raise last_error
+        raise _failure(errors)
 
     async def _validated(
         self,
@@ -157,12 +161,14 @@ class Invoker:
                 break  # retries are over budget: an outage must not multiply the load
             picked = await self._pick(model, failed)
             if picked is None:
-                if last_error is None:
-                    last_error = ProviderError(ErrorClass.CONNECTION, f"every deployment of '{model.name}' is open")
+                last_error = last_error or await self._circuit_open(model)
                 break
             deployment, permit = picked
             timeouts = _within(model.timeouts, deadline)
             if timeouts is None:
+                last_error = last_error or ProviderError(
+                    ErrorClass.TIMEOUT, f"the feature's deadline ran out before '{model.name}' was called"
+                )
                 break
             try:
                 return await self._call(serving, model, deployment, permit, body, version, timeouts)
@@ -198,6 +204,12 @@ class Invoker:
                 call.purpose = purpose
         assert isinstance(reply, Answer)  # `body` does not ask for a stream
         return reply
+
+    async def _circuit_open(self, model: Model) -> CircuitOpen:
+        """The error for a model not called because every deployment's breaker is open."""
+        waits = [await self.breakers.retry_in(d.key) for d in model.deployments]
+        known = [wait for wait in waits if wait is not None]
+        return CircuitOpen((model.name,), min(known, default=self.breakers.config.cooldown))
 
     async def _pick(
         self, model: Model, avoid: set[str] | frozenset[str] = frozenset()
@@ -256,7 +268,7 @@ class Invoker:
         """One embeddings call to the model's chosen deployment, accounted like a chat call."""
         picked = await self._pick(model)
         if picked is None:
-            raise ChainExhausted(ErrorClass.CONNECTION, f"every deployment of '{model.name}' is open")
+            raise await self._circuit_open(model)
         deployment, permit = picked
         attempt = Attempt(serving, model, deployment)
         self.balancer.started(deployment)
@@ -270,6 +282,18 @@ class Invoker:
         self._outcome(deployment, permit, attempt, None)
         serving.model = model.name
         return result
+
+
+def _failure(errors: list[ProviderError]) -> ProviderError:
+    """What the client hears when the chain gave no answer: the last real failure; or, when open
+    breakers alone held every model back, that, with the soonest probe as `retry_after`."""
+    failures = [exc for exc in errors if not isinstance(exc, CircuitOpen)]
+    if failures:
+        return failures[-1]
+    held = [exc for exc in errors if isinstance(exc, CircuitOpen)]
+    if not held:  # every model skipped: `require` refuses such a request before the loop
+        return ProviderError(ErrorClass.CONNECTION, "no model of the chain could be called")
+    return CircuitOpen(tuple(name for exc in held for name in exc.models), min(exc.retry_after or 0.0 for exc in held))
 
 
 def _replay(reply: Answer | Stream, streamed: bool, include_usage: bool) -> Answer | Stream:

@@ -1,7 +1,8 @@
-"""Reading a client's body: JSON, an object, and the known OpenAI fields of the right type.
+"""Reading a client's body: JSON, an object, and the known OpenAI fields of the right type and range.
 
 Unknown fields pass through untouched (providers add their own); a known field of the
-wrong type is a 400 that names the field.
+wrong type or out of OpenAI's range is a 400 that names the field, worded and coded as
+OpenAI words and codes it, so a client gets the same answer from the gateway as from OpenAI.
 """
 
 from __future__ import annotations
@@ -31,7 +32,22 @@ _CHAT_FIELDS: dict[str, tuple[type, ...]] = {
     "presence_penalty": _NUMBER,
     "frequency_penalty": _NUMBER,
     "user": (str,),
+    "logprobs": (bool,),
+    "top_logprobs": (int,),
 }
+# The ranges of OpenAI's API reference (`POST /v1/chat/completions`): (minimum, maximum), None for no bound.
+_CHAT_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+    "max_tokens": (1, None),
+    "max_completion_tokens": (1, None),
+    "n": (1, 128),
+    "top_logprobs": (0, 20),
+}
+_INSTEAD_OF_CONTENT = ("tool_calls", "function_call", "refusal", "audio")
+_ROLES = ("system", "user", "assistant", "tool", "developer", "function")  # `function`: the legacy tool role
 _EMBEDDING_FIELDS: dict[str, tuple[type, ...]] = {
     "model": (str,),
     "input": (str, list),
@@ -64,11 +80,63 @@ def parse_body(raw: bytes, fields: dict[str, tuple[type, ...]], required: tuple[
 def parse_chat(raw: bytes) -> dict[str, Any]:
     body = parse_body(raw, _CHAT_FIELDS, ("messages",))
     for i, message in enumerate(body["messages"]):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise BadRequest(f"messages[{i}] must be an object with a string `role`", param=f"messages[{i}]")
+        _check_message(i, message)
     if not body["messages"]:
         raise BadRequest("`messages` must not be empty", param="messages")
+    for name, (low, high) in _CHAT_RANGES.items():
+        value = body.get(name)
+        if value is not None:
+            _check_range(name, value, low, high)
     return body
+
+
+def _check_message(i: int, message: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise BadRequest(f"{where} must be an object with a string `role`", param=where)
+    role = message["role"]
+    if role not in _ROLES:
+        supported = ", ".join(f"'{r}'" for r in _ROLES)
+        raise BadRequest(
+            f"Invalid value for '{where}.role': '{role}'. Supported values are: {supported}.",
+            param=f"{where}.role",
+            code="invalid_value",
+        )
+    content = message.get("content")
+    if content is None:
+        # An assistant turn that calls tools (or refused, or answered in audio) may go without content;
+        # so may a legacy function result. Every other turn needs some.
+        if role == "function" or (role == "assistant" and any(message.get(k) for k in _INSTEAD_OF_CONTENT)):
+            return
+        problem = "Missing required parameter" if "content" not in message else "Invalid null value for"
+        raise BadRequest(
+            f"{problem} '{where}.content': a {role} message needs content (a string or an array of content parts).",
+            param=f"{where}.content",
+            code="missing_required_parameter" if "content" not in message else "invalid_type",
+        )
+    if not isinstance(content, str | list):
+        raise BadRequest(
+            f"Invalid type for '{where}.content': expected a string or an array of content parts, "
+            f"but got {_json_type(content)} instead.",
+            param=f"{where}.content",
+            code="invalid_type",
+        )
+
+
+def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
+    """OpenAI's own wording: `Invalid 'temperature': decimal above maximum value. Expected a value <= 2, …`."""
+    kind = "integer" if _CHAT_FIELDS[name] == (int,) else "decimal"
+    if low is not None and value < low:
+        side, limit, bound = "below", "min", f">= {low:g}"
+    elif high is not None and value > high:
+        side, limit, bound = "above", "max", f"<= {high:g}"
+    else:
+        return
+    raise BadRequest(
+        f"Invalid '{name}': {kind} {side} {limit}imum value. Expected a value {bound}, but got {value} instead.",
+        param=name,
+        code=f"{kind}_{side}_{limit}_value",
+    )
 
 
 def parse_embeddings(raw: bytes) -> dict[str, Any]:

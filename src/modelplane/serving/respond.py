@@ -112,6 +112,7 @@ def cost_comment(record: ServingRecord) -> bytes:
 
 
 def error_event(exc: ProviderError) -> bytes:
-    """The OpenAI SDKs raise on a data event whose object has an `error` key."""
-    error = {"message": f"upstream stream broke: {exc.message}", "type": "upstream_error", "code": str(exc.error_class)}
+    """The OpenAI SDKs raise on a data event whose object has an `error` key. Every message the
+    adapters give says what broke and that it was upstream ("upstream closed the stream before it ended")."""
+    error = {"message": exc.message, "type": "upstream_error", "code": str(exc.error_class)}
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"

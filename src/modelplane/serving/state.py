@@ -77,7 +77,11 @@ class Serving:
         return serving
 
     def fail(self, exc: ModelplaneError, status: str = "error") -> Serving:
-        self.status, self.error, self.http_status = status, exc, http_status(exc)
+        """Record the error that ended the serving. An escalated serving stays `escalated`: the
+        queue holds it, and the report counts escalations by status; the error is kept beside it."""
+        if self.status != "escalated":
+            self.status = status
+        self.error, self.http_status = exc, http_status(exc)
         exc.serving_id = self.serving_id
         return self
 
