@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -101,3 +104,32 @@ def test_redact_url_hides_the_password() -> None:
     assert "s3cret" not in redacted
     assert redacted == "postgresql://user:***@db.internal:5432/ledger"
     assert redact_url("not a url at all") == "<unparseable database url>"
+
+
+_OPEN_AT = """
+import asyncio, sys, time
+from modelplane.ledger import LedgerStore
+
+async def main() -> None:
+    store = LedgerStore.from_url(sys.argv[1])
+    while time.time() < float(sys.argv[2]):  # every process opens at the same moment
+        time.sleep(0.001)
+    await store.open()
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_a_new_sqlite_ledger_at_once_all_migrate_it(tmp_path: Path) -> None:
+    # `serve --workers 2` or two `eval run`s on a fresh home: without the lock one of them died
+    # with "table _migrations already exists".
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path}/ledger-{attempt}.db"
+        start = time.time() + 1.5
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _OPEN_AT, url, str(start)], stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        failures = [err for p in procs if (err := p.communicate(timeout=60)[1]) and p.returncode != 0]
+        assert failures == []

@@ -6,6 +6,8 @@ analytical belongs on the request path.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from modelplane.errors import UsageError
+from modelplane.filelock import exclusive
 from modelplane.ledger.append import Appender, PostgresAppender, SqliteAppender
 from modelplane.ledger.migrations import migrate
 from modelplane.ledger.records import CallRecord, EscalationRecord, ServingRecord
@@ -114,9 +117,10 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 class LedgerStore:
     """Appends servings and their calls; answers the small lookups tests and the CLI need."""
 
-    def __init__(self, engine: AsyncEngine, appender: Appender | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, appender: Appender | None = None, migrate_lock: Path | None = None) -> None:
         self.engine = engine
         self._appender = appender  # None: append through SQLAlchemy (an in-memory SQLite database)
+        self._migrate_lock = migrate_lock  # a SQLite file's: processes migrate it one at a time
 
     @classmethod
     def from_url(cls, url: str) -> LedgerStore:
@@ -124,18 +128,26 @@ class LedgerStore:
         async_url = _async_url(url)
         if async_url.get_backend_name() == "sqlite":
             database = async_url.database or ":memory:"
-            appender = None
-            if database != ":memory:":
-                appender = SqliteAppender(Path(database).expanduser(), _SERVING_NAMES, _CALL_NAMES)
-            return cls(_sqlite_engine(async_url), appender)
+            if database == ":memory:":
+                return cls(_sqlite_engine(async_url))
+            path = Path(database).expanduser()
+            appender = SqliteAppender(path, _SERVING_NAMES, _CALL_NAMES)
+            return cls(_sqlite_engine(async_url), appender, path.with_name(path.name + ".migrate.lock"))
         dsn = async_url.set(drivername="postgresql").render_as_string(hide_password=False)
         engine = create_async_engine(async_url, pool_pre_ping=True)
         return cls(engine, PostgresAppender(dsn, _SERVING_NAMES, _CALL_NAMES))
 
     async def open(self) -> None:
-        """Bring the schema up to date."""
-        async with self.engine.begin() as conn:
-            await migrate(conn)
+        """Bring the schema up to date.
+
+        Several processes may open one new SQLite ledger at once (`serve --workers 2`, two `eval
+        run`s): they migrate one at a time under a lock file beside the database (Postgres takes
+        an advisory lock in `migrate`)."""
+        with contextlib.ExitStack() as held:
+            if self._migrate_lock is not None:
+                await asyncio.to_thread(held.enter_context, exclusive(self._migrate_lock))  # wait off the loop
+            async with self.engine.begin() as conn:
+                await migrate(conn)
 
     async def close(self) -> None:
         """Close every pooled connection."""

