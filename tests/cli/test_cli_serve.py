@@ -37,3 +37,16 @@ def test_a_bad_config_lists_every_error(tmp_path: Path) -> None:
     assert "features.f.route.models[0]: unknown model 'nope'" in result.stderr
     assert "features.g.route.models[0]: unknown model 'nada'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_log_level_is_refused_before_anything_loads(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--log-level", "verbose", "--port", "0")
+    assert result.returncode == 2
+    assert "Invalid value for '--log-level'" in result.stderr and "'verbose' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "home").exists()
+
+
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--port", "99999")
+    assert result.returncode == 2
+    assert "Invalid value for '--port'" in result.stderr and "Traceback" not in result.stderr

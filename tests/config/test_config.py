@@ -64,7 +64,10 @@ def test_every_error_is_reported_not_just_the_first() -> None:
     found = issues_of(bad)
     assert "providers.openai.colour: unknown field" in found
     assert any(issue.startswith("models.large.price.output: ") for issue in found)
-    assert len(found) == 2  # structural errors stop before cross-checks, which need a valid shape
+    # Structural errors do not hide the cross-section ones: the broken fields are set aside.
+    assert "models.local-small.provider: unknown provider 'nowhere' (known: local, openai)" in found
+    assert "keys[0].tier: unknown tier 'gold' (known: free, pro)" in found
+    assert len(found) == 4
     cross = GOOD.replace("provider: local,", "provider: nowhere,").replace("tier: pro}", "tier: gold}")
     assert sorted(issues_of(cross)) == [
         "keys[0].tier: unknown tier 'gold' (known: free, pro)",

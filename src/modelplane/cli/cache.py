@@ -36,7 +36,7 @@ def purge(
     config: ConfigOption = None,
 ) -> None:
     """Drop cached answers: all of them, or a feature's and/or a tenant's."""
-    loaded = read_config(config)
+    loaded = read_config(config, secrets=False)
     _check_names(loaded, feature, tenant)
     backend = loaded.config.cache.backend
     if backend == "memory":
@@ -58,7 +58,7 @@ def purge(
 @exits_on_error
 def stats(config: ConfigOption = None) -> None:
     """Entries and bytes per feature in the configured backend (Redis: exact entries)."""
-    loaded = read_config(config)
+    loaded = read_config(config, secrets=False)
     backend = loaded.config.cache.backend
     if backend == "memory":
         raise UsageError(

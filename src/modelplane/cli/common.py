@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -38,14 +40,45 @@ def home_dir() -> Path:
 
 def resolve_config(path: Path | None) -> Path | None:
     if path is not None:
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory, not a config file", "pass the YAML file to --config")
         if not path.is_file():
             raise UsageError(f"config file not found: {path}", "pass an existing file to --config")
         return path
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
-def read_config(path: Path | None) -> LoadedConfig:
-    return load_config(resolve_config(path), home=home_dir(), env=dict(os.environ))
+def read_config(path: Path | None, *, secrets: bool = True) -> LoadedConfig:
+    """The config a command reads. `secrets=False` for commands that call no provider (they read the
+    ledger or the cache): an unset provider secret is then no error, so they run without it."""
+    return load_config(resolve_config(path), home=home_dir(), env=dict(os.environ), secrets=secrets)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[Path]:
+    """Where a command writes an output file (--out, --junit…): its folder is created, and an
+    OSError is `cannot write PATH: reason`, exit 2, like every other user error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield path
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {_reason(exc)}", "pass a writable path") from None
+
+
+def writable_dir(path: Path) -> Path:
+    """Create the folder a command will write into, before it does any long work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {_reason(exc)}", "pass a writable folder") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {path}: {os.strerror(errno.EACCES)}", "pass a writable folder")
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    # mkdir of a folder that is a file says "File exists", which reads as if the output were there.
+    return os.strerror(errno.ENOTDIR) if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
 
 
 def exits_on_error(func: Callable[P, R]) -> Callable[P, R]:

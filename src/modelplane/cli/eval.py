@@ -20,7 +20,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from modelplane.cli.common import ConfigOption, console, err_console, exits_on_error, home_dir, read_config
+from modelplane.cli.common import (
+    ConfigOption,
+    console,
+    err_console,
+    exits_on_error,
+    home_dir,
+    read_config,
+    writable_dir,
+    writing,
+)
 from modelplane.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,7 +46,8 @@ R = TypeVar("R")
 app = typer.Typer(help="Run eval suites, gate changes in CI, and compare runs.", no_args_is_help=True)
 
 RunsDirOption = Annotated[
-    Path | None, typer.Option("--runs-dir", help="Where runs are stored (default: $MODELPLANE_HOME/evals/runs).")
+    Path | None,
+    typer.Option("--runs-dir", metavar="DIR", help="Where runs are stored (default: evals/runs in $MODELPLANE_HOME)."),
 ]
 TABLE_ROWS = 50  # more cases than this: the table lists the failing ones only
 
@@ -112,6 +122,8 @@ def run(
     store = _store(runs_dir)
     if run_id is not None:
         store.path(run_id)  # a bad id fails now, not after the run
+    for folder in (store.root, *(path.parent for path in (junit, summary_md) if path is not None)):
+        writable_dir(folder)  # and so does a folder that cannot be written
     flags = _GateFlags(pass_rate, tag_pass_rate or [], mean_score, max_regressions, alpha)
     thresholds = _thresholds(suite, flags)
     baseline_run = None
@@ -122,7 +134,8 @@ def run(
     loaded = read_config(config)
     meta: dict[str, object] = {"suite_path": str(suite_path), "config_source": loaded.source}
     result = asyncio.run(_run(suite, loaded, concurrency, repeats, no_cache, run_id, api_key, meta))
-    saved = store.save(result)
+    with writing(store.path(result.id)):
+        saved = store.save(result)
     report = None
     if gate or baseline_run is not None or junit is not None or summary_md is not None:
         from modelplane.evals.gate import evaluate_gate
@@ -258,12 +271,13 @@ def _write_reports(
     if junit is not None:
         from modelplane.evals.junit import write_junit
 
-        write_junit(run, junit, report)
+        with writing(junit):
+            write_junit(run, junit, report)
     if summary is not None:
         from modelplane.evals.summary import markdown
 
-        summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(markdown(run, report, baseline), encoding="utf-8")
+        with writing(summary):
+            summary.write_text(markdown(run, report, baseline), encoding="utf-8")
 
 
 def _print_run(run: RunResult, every: bool = False) -> None:
@@ -391,7 +405,8 @@ def import_promptfoo(
     if out is None:
         sys.stdout.write(converted.yaml)
     else:
-        out.write_text(converted.yaml, encoding="utf-8")
+        with writing(out):
+            out.write_text(converted.yaml, encoding="utf-8")
         err_console.print(f"wrote {out} ({converted.tests} tests)", markup=False)
     for note in converted.notes:
         err_console.print(f"not mapped: {note}", markup=False)

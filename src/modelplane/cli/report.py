@@ -12,7 +12,7 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
-from modelplane.cli.common import ConfigOption, console, exits_on_error, read_config
+from modelplane.cli.common import ConfigOption, console, exits_on_error, read_config, writing
 from modelplane.config.schema import Config
 from modelplane.economics.charts import charts_from_report, render_page
 from modelplane.economics.projection import GRAMMAR, ProjectionPoint, parse_what_if
@@ -64,14 +64,18 @@ def report(
     since: Annotated[str | None, typer.Option(help="From this date/time (UTC), inclusive.")] = None,
     until: Annotated[str | None, typer.Option(help="Up to this date (inclusive) or time (exclusive), UTC.")] = None,
     feature: Annotated[
-        list[str] | None, typer.Option("--feature", "-f", help="Only this feature (repeatable).")
+        list[str] | None, typer.Option("--feature", "-f", metavar="FEATURE", help="Only this feature (repeatable).")
     ] = None,
-    tier: Annotated[list[str] | None, typer.Option("--tier", "-t", help="Only this tier (repeatable).")] = None,
+    tier: Annotated[
+        list[str] | None, typer.Option("--tier", "-t", metavar="TIER", help="Only this tier (repeatable).")
+    ] = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table, json, or html (one self-contained page of charts).")
     ] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
-    what_if: Annotated[list[str] | None, typer.Option("--what-if", help=f"Projection scenario: {GRAMMAR}.")] = None,
+    what_if: Annotated[
+        list[str] | None, typer.Option("--what-if", metavar="SCENARIO", help=f"Projection scenario: {GRAMMAR}.")
+    ] = None,
     reprice: Annotated[
         bool, typer.Option("--reprice", help="Recompute every call's cost at today's prices, not those of its day.")
     ] = False,
@@ -101,13 +105,13 @@ def _report(
         raise UsageError("--since is not before --until", "swap them, or widen the window")
     for phrase in what_ifs:
         parse_what_if(phrase)  # a typo ends the command before the ledger is read
-    loaded = read_config(config_path)
+    loaded = read_config(config_path, secrets=False)  # reads the ledger only: no provider secret needed
     result = asyncio.run(_build(loaded.ledger_url(), loaded.config, where, loaded.version, what_ifs, reprice))
     _check_names(result, loaded.config, features, tiers)
     if out is None:
         renderer(result, console)
         return
-    with out.open("w", encoding="utf-8") as handle:
+    with writing(out), out.open("w", encoding="utf-8") as handle:
         renderer(result, Console(file=handle, width=200, highlight=False, color_system=None))
     console.print(f"wrote {out}", markup=False)
 

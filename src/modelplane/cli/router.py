@@ -13,7 +13,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from modelplane.cli.common import ConfigOption, console, err_console, exits_on_error, read_config
+from modelplane.cli.common import (
+    ConfigOption,
+    console,
+    err_console,
+    exits_on_error,
+    fail,
+    read_config,
+    writable_dir,
+    writing,
+)
 from modelplane.economics.prices import PriceBook
 from modelplane.embeddings.base import Embedder, EmbedderSpec, embedder_from_config, is_async
 from modelplane.errors import ConfigError, UsageError
@@ -24,20 +33,17 @@ from modelplane.routing.train import TrainOptions, embed_prompts, train_router
 
 app = typer.Typer(help="Train a learned router and measure it (APGR, CPT, cost saved).", no_args_is_help=True)
 
-DataOption = Annotated[
-    list[Path], typer.Option("--data", "-d", help="CSV with a prompt column and a True/False column per model.")
-]
+_DATA_HELP = "CSV with a prompt column and a True/False column per model (repeatable)."
+DataOption = Annotated[list[Path], typer.Option("--data", "-d", metavar="FILE", help=_DATA_HELP)]
 _WEAK_HELP = "Column of the weak (cheap) model's outcomes."
 _STRONG_HELP = "Column of the strong model's outcomes."
 
 
 @app.command("train")
+@exits_on_error
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Router file to write (JSON).")],
-    data: Annotated[
-        list[Path] | None,
-        typer.Option("--data", "-d", help="CSV with a prompt column and a True/False column per model."),
-    ] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", metavar="FILE", help=_DATA_HELP)] = None,
     weak: Annotated[str | None, typer.Option(help=_WEAK_HELP)] = None,
     strong: Annotated[str | None, typer.Option(help=_STRONG_HELP)] = None,
     from_ledger: Annotated[
@@ -48,16 +54,18 @@ def train(
     prompt_column: Annotated[str, typer.Option(help="Column of the prompts.")] = "prompt",
     holdout: Annotated[
         list[str] | None,
-        typer.Option(help="Leave this data file (by its stem) out of training and report on it (repeatable)."),
+        typer.Option(
+            metavar="STEM", help="Leave this data file (by its stem) out of training and report on it (repeatable)."
+        ),
     ] = None,
     embedding_l2: Annotated[float, typer.Option(help="L2 penalty on the embedding's weights.")] = 3e4,
     text_l2: Annotated[float, typer.Option(help="L2 penalty on the text features' weights.")] = 300.0,
 ) -> None:
     """Train a router from per-prompt outcomes of a weak and a strong model (CSV files and/or the ledger)."""
+    if feature is not None and not from_ledger:
+        fail("--feature picks the ledger's servings", "add --from-ledger, or leave out --feature")
     ledger = (config, feature) if from_ledger else None
-    exits_on_error(_train)(
-        data or [], weak, strong, ledger, out, prompt_column, holdout or [], TrainOptions(embedding_l2, text_l2)
-    )
+    _train(data or [], weak, strong, ledger, out, prompt_column, holdout or [], TrainOptions(embedding_l2, text_l2))
 
 
 def _train(
@@ -70,6 +78,7 @@ def _train(
     holdout: list[str],
     options: TrainOptions,
 ) -> None:
+    writable_dir(out.parent)  # before the training, not after it
     data = Outcomes.of(_training_outcomes(files, weak, strong, prompt_column, ledger))
     unknown = sorted(set(holdout) - set(data.groups))
     if unknown:
@@ -85,10 +94,8 @@ def _train(
     router = train_router(
         training, vectors[~held], embedder=embedder.name, embedder_spec=EmbedderSpec(), options=options, info=info
     )
-    try:
+    with writing(out):
         router.save(out)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", "pass a writable path to --out") from exc
     console.print(f"router {router.version} → {out} ({len(training)} prompts, {embedder.name})")
     if held.any():
         heldout = data.select(held)
@@ -111,7 +118,12 @@ def _training_outcomes(
             raise UsageError("which columns hold the models' outcomes?", "pass --weak and --strong")
         outcomes.extend(read_outcomes_csv(files, weak, strong, prompt_column=prompt_column))
     if ledger is not None:
-        judged = asyncio.run(_judged(read_config(ledger[0]).ledger_url(), ledger[1]))
+        loaded = read_config(ledger[0], secrets=False)  # reads the ledger only
+        feature = ledger[1]
+        if feature is not None and feature not in loaded.config.features:
+            known = ", ".join(sorted(loaded.config.features)) or "none are configured"
+            raise UsageError(f"unknown feature {feature!r}", f"known features: {known}")
+        judged = asyncio.run(_judged(loaded.ledger_url(), feature))
         if not judged:
             raise UsageError("the ledger holds no judged servings", "turn on `route.shadow` for a feature first")
         outcomes.extend(judged)
@@ -210,7 +222,7 @@ def _prices(
         return None
     if weak_model is None or strong_model is None:
         raise UsageError("name both models to price them", "pass --weak-model and --strong-model")
-    book = PriceBook.from_config(read_config(config).config)
+    book = PriceBook.from_config(read_config(config, secrets=False).config)
     now = time.time()
     per_call = []
     for name in (weak_model, strong_model):

@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
@@ -20,14 +20,18 @@ from modelplane.cli.common import ConfigOption, err_console, exits_on_error, fai
 from modelplane.config.load import LoadedConfig
 from modelplane.serving.gateway import Gateway
 
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # uvicorn's levels
+
 
 @exits_on_error
 def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: server.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: server.port, 8400).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: server.port, 8400).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    log_level: Annotated[
+        LogLevel, typer.Option(metavar="LEVEL", help="uvicorn's: critical, error, warning, info, debug or trace.")
+    ] = "warning",
 ) -> None:
     """Run the gateway: one OpenAI-compatible endpoint in front of the configured models."""
     loaded = read_config(config)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelplane.cache.embedder import embedder_issues
 from modelplane.config.schema import LOCAL_TENANT, Config, FeatureConfig, RouteConfig
-from modelplane.errors import ConfigIssue
+from modelplane.errors import ConfigError, ConfigIssue
 
 
 def cross_check(config: Config) -> list[ConfigIssue]:
@@ -90,6 +90,20 @@ def route_files(config: Config, config_dir: Path) -> list[ConfigIssue]:
             where = f"features.{name}.route.router"
             issues.append(ConfigIssue(where, f"router file not found: {config_dir / router}"))
     return issues
+
+
+def output_schemas(config: Config, config_dir: Path) -> list[ConfigIssue]:
+    """Every feature's `output.json_schema` (a file relative to the config, or inline) must load
+    and be a valid JSON Schema: checked now, so `config check` catches what `serve` would refuse."""
+    if not any(f.output is not None and f.output.json_schema is not None for f in config.features.values()):
+        return []
+    from modelplane.serving.validate import feature_specs  # jsonschema is loaded only when a schema is named
+
+    try:
+        feature_specs(config, config_dir)
+    except ConfigError as exc:
+        return exc.issues
+    return []
 
 
 def _keys(config: Config) -> Iterator[ConfigIssue]:

@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from modelplane.config.checks import cross_check, route_files
+from modelplane.config.checks import cross_check, output_schemas, route_files
 from modelplane.config.schema import Config
 from modelplane.errors import ConfigError, ConfigIssue
 
@@ -58,8 +59,12 @@ class LoadedConfig:
         return self.config.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
 
 
-def load_config(path: Path | None, *, home: Path, env: Mapping[str, str]) -> LoadedConfig:
-    """Load `path`, or the embedded default when `path` is None. Raises ConfigError with every issue."""
+def load_config(path: Path | None, *, home: Path, env: Mapping[str, str], secrets: bool = True) -> LoadedConfig:
+    """Load `path`, or the embedded default when `path` is None. Raises ConfigError with every issue.
+
+    `secrets=False` is for commands that never call a provider (they read the ledger or the cache):
+    an unset `${ENV}` in `providers` is then left empty instead of being an error.
+    """
     if path is None:
         text, source = EMBEDDED_DEFAULT_YAML, "embedded default"
     else:
@@ -68,14 +73,24 @@ def load_config(path: Path | None, *, home: Path, env: Mapping[str, str]) -> Loa
         except OSError as exc:
             raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc.strerror}")], str(path)) from exc
         source = str(path)
-    config = parse_config(text, env=env, source=source)
-    if path is not None and (missing := route_files(config, path.parent)):
-        raise ConfigError(missing, source)
+    folder = None if path is None else path.parent
+    config = parse_config(text, env=env, source=source, config_dir=folder, secrets=secrets)
     return LoadedConfig(config, config_version(text, path), source, path is None, home)
 
 
-def parse_config(text: str, *, env: Mapping[str, str], source: str = "config") -> Config:
-    """Parse YAML text into a validated `Config`, collecting every error with its path."""
+def parse_config(
+    text: str,
+    *,
+    env: Mapping[str, str],
+    source: str = "config",
+    config_dir: Path | None = None,
+    secrets: bool = True,
+) -> Config:
+    """Parse YAML text into a validated `Config`, collecting every error with its path.
+
+    Files the config names (router files, output schemas) are checked relative to `config_dir`,
+    when given. `secrets=False`: see `load_config`.
+    """
     try:
         raw = yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader
     except yaml.YAMLError as exc:
@@ -87,16 +102,103 @@ def parse_config(text: str, *, env: Mapping[str, str], source: str = "config") -
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue("", "the top level must be a mapping of sections")], source)
     issues: list[ConfigIssue] = []
-    data = _interpolate(raw, "", env, issues)
+    unchecked: list[ConfigIssue] = []  # unset secrets of providers, when they are not needed
+    data = {
+        key: _interpolate(value, str(key), env, unchecked if key == "providers" and not secrets else issues)
+        for key, value in raw.items()
+    }
+    config, found = _validate(data, config_dir)
+    issues.extend(found)
+    if config is None or issues:
+        raise ConfigError(issues, source)
+    return config
+
+
+def _validate(data: dict[str, Any], config_dir: Path | None) -> tuple[Config | None, list[ConfigIssue]]:
+    """The config (None when it does not validate) and every issue: structural ones first, then
+    those between sections and with files, found with the broken parts set aside."""
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        issues.extend(ConfigIssue(_dotted(err["loc"]), _message(err)) for err in exc.errors())
-        raise ConfigError(issues, source) from exc
-    issues.extend(cross_check(config))
-    if issues:
-        raise ConfigError(issues, source)
-    return config
+        issues = [ConfigIssue(_dotted(err["loc"]), _message(err)) for err in exc.errors()]
+        salvaged = _salvage(data, exc.errors())
+        if salvaged is None:
+            return None, issues
+        partial, broken = salvaged
+        later = [*cross_check(partial), *_files(partial, config_dir)]
+        return None, [*issues, *(issue for issue in later if not any(_within(issue.path, b) for b in broken))]
+    return config, [*cross_check(config), *_files(config, config_dir)]
+
+
+def _files(config: Config, config_dir: Path | None) -> list[ConfigIssue]:
+    return [] if config_dir is None else [*route_files(config, config_dir), *output_schemas(config, config_dir)]
+
+
+# Sections of named (or listed) entries, and what stands in for a broken entry while the rest is
+# cross-checked: it keeps the entry's name, so references to it resolve and are not reported as
+# unknown. A broken feature is left out (nothing refers to a feature by name).
+_NAMED = ("providers", "models", "tiers", "features", "tenants", "keys")
+Part = tuple[int | str, ...]
+
+
+def _stand_in(section: str, index: int | str, entry: Any) -> dict[str, Any] | None:
+    if section == "keys":  # keeps its tenant, which `tenants` budgets refer to
+        tenant = entry.get("tenant") if isinstance(entry, dict) else None
+        digest = hashlib.sha256(f"stand-in {index}".encode()).hexdigest()
+        return {"hash": f"sha256:{digest}", "tenant": str(tenant or "?")}
+    return {"providers": {"kind": "openai"}, "models": {"provider": ""}, "tiers": {}, "tenants": {}}.get(section)
+
+
+def _salvage(data: dict[str, Any], errors: list[ErrorDetails]) -> tuple[Config, list[str]] | None:
+    """The config without its broken parts, and their paths; None when they cannot be set aside.
+
+    Only the broken fields are left out at first (most have defaults), so an entry with one bad
+    field is still cross-checked; an entry that cannot do without the field is then left out whole.
+    """
+    locs = [tuple(err["loc"]) for err in errors]
+    if any(not loc or (loc[0] in _NAMED and len(loc) < 2) for loc in locs):
+        return None  # a whole section of names is malformed: references to them cannot be checked
+    parts = {_part(loc, whole=False) for loc in locs}
+    for _ in range(3):
+        parts = {p for p in parts if not any(q != p and p[: len(q)] == q for q in parts)}
+        try:
+            return Config.model_validate(_set_aside(data, parts)), [_dotted(part) for part in parts]
+        except ValidationError as exc:  # a required field was left out: leave out its entry
+            parts |= {_part(tuple(err["loc"]), whole=True) for err in exc.errors() if err["loc"]}
+        except (LookupError, TypeError, ValueError):
+            return None  # a shape that cannot be taken apart
+    return None
+
+
+def _part(loc: Part, whole: bool) -> Part:
+    """The field of an entry (or of a settings section) that `loc` is in; `whole`: the entry (section)."""
+    depth = 2 if loc[0] in _NAMED else 1
+    return loc[: depth if whole else depth + 1]
+
+
+def _set_aside(data: dict[str, Any], parts: set[Part]) -> dict[str, Any]:
+    data = dict(data)
+    for part in parts:
+        section = str(part[0])
+        if len(part) == 1:  # a settings section: every field has a default; an unknown section goes
+            data.pop(section, None)
+            if section in Config.model_fields:
+                data[section] = {}
+            continue
+        container = data[section] = data[section].copy()
+        if len(part) == 3:  # a field of a named entry
+            container[part[1]] = {k: v for k, v in container[part[1]].items() if k != part[2]}
+        elif section not in _NAMED:  # a field of a settings section
+            del container[part[1]]
+        elif (stand_in := _stand_in(section, part[1], container[part[1]])) is not None:
+            container[part[1]] = stand_in
+        else:
+            del container[part[1]]
+    return data
+
+
+def _within(path: str, part: str) -> bool:
+    return path == part or path.startswith((f"{part}.", f"{part}["))
 
 
 def config_version(text: str, path: Path | None) -> str:

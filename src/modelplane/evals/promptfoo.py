@@ -26,6 +26,7 @@ from modelplane.evals.suite import SafeLoader
 _PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")
 _CEILINGS = ("cost", "latency")  # promptfoo puts their ceiling in `threshold`
 _APPROXIMATE = {"model-graded-closedqa": "llm-rubric"}
+_JUDGED = ("llm-rubric", "factuality", "pairwise")  # the assertions that ask the suite's judge (assertions.py)
 _NUNJUCKS = re.compile(r"\{%|\{\{[^}]*\|")
 
 
@@ -69,6 +70,7 @@ class _Importer:
         self.out_dir = out_dir
         self.mapping = mapping
         self.notes: list[str] = []
+        self.judged: set[str] = set()  # assertion types found that need a judge
 
     def note(self, message: str) -> None:
         if message not in self.notes:
@@ -95,6 +97,11 @@ class _Importer:
             self.note("tests from files (file://…, CSV, globs) are not imported: inline them in the config")
             tests = [t for t in tests if isinstance(t, dict)] if isinstance(tests, list) else []
         suite["tests"] = [self.test(t, f"tests[{i}]") for i, t in enumerate(tests) if isinstance(t, dict)]
+        if self.judged and "judge" not in suite:
+            self.note(
+                f"{', '.join(sorted(self.judged))} assertions need a judge (promptfoo's default grader is not "
+                "imported): add `judge: {model: NAME}` to the suite, or set defaultTest.options.provider and --map it"
+            )
         for key in raw:
             if key not in ("description", "providers", "targets", "prompts", "tests", "defaultTest"):
                 self.note(f"top-level `{key}` has no modelplane equivalent")
@@ -223,6 +230,8 @@ class _Importer:
         if problem is not None:
             self.note(f"{where}: assertion type '{kind}' is not supported: skipped")
             return None
+        if name in _JUDGED:
+            self.judged.add(name)
         out: dict[str, Any] = {"type": kind}
         value = raw.get("value")
         if name in _CEILINGS and value is None and raw.get("threshold") is not None:
