@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from gateways import GatewayProcess, free_port
 from modelplane.ledger import LedgerStore
 from services import REDIS_URL, unavailable
+from upstream import ScriptedUpstream, ok
 
 # The CI machine runs Postgres here with trust auth (see DESIGN.md, "Storage and scale").
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -103,3 +104,11 @@ async def store(ledger_url: str) -> AsyncIterator[LedgerStore]:
     await ledger.open()
     yield ledger
     await ledger.close()
+
+
+@pytest.fixture(scope="module")
+def hello_upstream() -> Iterator[ScriptedUpstream]:
+    """A scripted OpenAI-compatible upstream on loopback (its own thread) that answers "Hello there!"."""
+    with ScriptedUpstream.in_thread() as up:
+        up.default = ok("Hello there!")
+        yield up

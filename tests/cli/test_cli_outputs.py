@@ -4,7 +4,6 @@ creates its parent folders, and a path that cannot be written is `cannot write P
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -13,7 +12,7 @@ from typer.testing import CliRunner
 
 import reportledger
 from modelplane.cli.main import app
-from upstream import ScriptedUpstream, ok
+from upstream import ScriptedUpstream
 
 SUITE = """
 target: {feature: greet}
@@ -22,18 +21,11 @@ tests: [{id: ada, vars: {name: Ada}, assert: [{type: icontains, value: hello}]}]
 """
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream.in_thread() as up:
-        up.default = ok("Hello there!")
-        yield up
-
-
 @pytest.fixture
-def workdir(tmp_path: Path, upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, hello_upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch) -> Path:
     url = f"sqlite:///{tmp_path}/ledger.db"
     (tmp_path / "modelplane.yaml").write_text(
-        reportledger.CONFIG_YAML.replace("http://127.0.0.1:1/v1", upstream.base_url)
+        reportledger.CONFIG_YAML.replace("http://127.0.0.1:1/v1", hello_upstream.base_url)
         + "  greet: {route: {models: [small]}}\n"
         + f'ledger: {{url: "{url}"}}\n'
     )

@@ -4,7 +4,6 @@ Exit codes: 0 passed, 1 gate failed, 2 usage error (before anything runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -13,7 +12,7 @@ from typer.testing import CliRunner
 
 from modelplane.cli.main import app
 from modelplane.evals.results import RunResult
-from upstream import ScriptedUpstream, ok
+from upstream import ScriptedUpstream
 
 PASSING = """
 description: greetings
@@ -26,19 +25,12 @@ tests:
 FAILING = PASSING.replace("value: hello}", "value: goodbye}")
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream.in_thread() as up:
-        up.default = ok("Hello there!")
-        yield up
-
-
 @pytest.fixture
-def workdir(tmp_path: Path, upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, hello_upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "modelplane.yaml").write_text(
         f"""
 providers:
-  stub: {{kind: openai, base_url: "{upstream.base_url}"}}
+  stub: {{kind: openai, base_url: "{hello_upstream.base_url}"}}
 models:
   small: {{provider: stub, name: small-1, price: {{input: 1, output: 1}}}}
 features:
@@ -67,7 +59,7 @@ def test_a_passing_run_exits_0_and_is_stored(workdir: Path) -> None:
     assert saved.cases[0].output == "Hello there!" and saved.config_version
 
 
-def test_a_failing_gate_exits_1_and_names_the_regression(workdir: Path, upstream: ScriptedUpstream) -> None:
+def test_a_failing_gate_exits_1_and_names_the_regression(workdir: Path, hello_upstream: ScriptedUpstream) -> None:
     assert cli("eval", "run", "passing.yaml", "--run-id", "base")[0] == 0
     junit, summary = workdir / "out.xml", workdir / "summary.md"
     code, out = cli(
@@ -90,13 +82,13 @@ def test_thresholds_from_flags(workdir: Path) -> None:
     assert code == 1 and "people" in out
 
 
-def test_the_cache_makes_a_rerun_free(workdir: Path, upstream: ScriptedUpstream) -> None:
+def test_the_cache_makes_a_rerun_free(workdir: Path, hello_upstream: ScriptedUpstream) -> None:
     cli("eval", "run", "passing.yaml")
-    before = upstream.count()
+    before = hello_upstream.count()
     code, out = cli("eval", "run", "passing.yaml")
-    assert code == 0 and upstream.count() == before and "2 cached" in out
+    assert code == 0 and hello_upstream.count() == before and "2 cached" in out
     cli("eval", "run", "passing.yaml", "--no-cache")
-    assert upstream.count() == before + 2
+    assert hello_upstream.count() == before + 2
 
 
 @pytest.mark.parametrize(
