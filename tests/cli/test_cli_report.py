@@ -99,3 +99,28 @@ def test_reprice_flag_runs(config: Path) -> None:
     data = orjson.loads(out)
     jsonschema.validate(data, report_schema())
     assert data["total"]["servings"] == 7
+
+
+def test_a_relative_sqlite_ledger_is_read_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    asyncio.run(seed(f"sqlite:///{project}/data/ledger.db", hand_ledger()))
+    (project / "modelplane.yaml").write_text(CONFIG_YAML + 'ledger: {url: "sqlite:///data/ledger.db"}\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the config's folder
+    monkeypatch.setenv("MODELPLANE_HOME", str(tmp_path / "home"))
+    code, out, _ = run("--config", str(project / "modelplane.yaml"), "--format", "json")
+    assert code == 0 and orjson.loads(out)["total"]["servings"] > 0
+    assert not (elsewhere / "data").exists()
+
+
+def test_a_missing_ledger_is_an_error_not_an_empty_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELPLANE_HOME", str(tmp_path / "home"))
+    (tmp_path / "modelplane.yaml").write_text(CONFIG_YAML + 'ledger: {url: "sqlite:///nowhere/ledger.db"}\n')
+    code, _, err = run("--config", "modelplane.yaml")
+    assert code == 2 and f"no ledger at {tmp_path / 'nowhere' / 'ledger.db'}" in err
+    assert not (tmp_path / "nowhere").exists()  # nothing left behind

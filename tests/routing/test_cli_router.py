@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelplane.cli.main import app
+from modelplane.ledger import LedgerStore
 
 DATA = Path(__file__).parent / "data"
 A, B = str(DATA / "outcomes_a.csv"), str(DATA / "outcomes_b.csv")
@@ -108,11 +110,21 @@ def test_train_bad_input_exits_2(tmp_path: Path) -> None:
     assert not Path(out).exists()
 
 
+async def _create_ledger(url: str) -> None:
+    store = LedgerStore.from_url(url)
+    await store.open()
+    await store.close()
+
+
 def test_train_needs_data_and_an_empty_ledger_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELPLANE_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     out = str(tmp_path / "r.json")
     code, _, stderr = invoke("train", "--out", out)
     assert code == 2 and "no training data" in stderr
+    code, _, stderr = invoke("train", "--out", out, "--from-ledger")
+    assert code == 2 and f"no ledger at {tmp_path / 'ledger.db'}" in stderr  # and none is left behind
+    assert not (tmp_path / "ledger.db").exists()
+    asyncio.run(_create_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"))
     code, _, stderr = invoke("train", "--out", out, "--from-ledger")
     assert code == 2 and "no judged servings" in stderr

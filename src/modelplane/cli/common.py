@@ -54,6 +54,24 @@ def read_config(path: Path | None, *, secrets: bool = True) -> LoadedConfig:
     return load_config(resolve_config(path), home=home_dir(), env=dict(os.environ), secrets=secrets)
 
 
+def existing_ledger(loaded: LoadedConfig) -> str:
+    """The ledger a reading command (report, escalations, router --from-ledger) reads: it must exist.
+    A missing SQLite file is a mistaken path or folder far more often than an empty ledger, and
+    opening it would leave an empty database behind."""
+    from modelplane.ledger.store import sqlite_file
+
+    url = loaded.ledger_url()
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        where = "" if loaded.config.ledger.url else " (the default, under $MODELPLANE_HOME)"
+        raise UsageError(
+            f"no ledger at {path}{where}",
+            "nothing has been served with this config yet, or ledger.url points elsewhere "
+            "(a relative SQLite path is read from the config file's folder)",
+        )
+    return url
+
+
 @contextmanager
 def writing(path: Path) -> Iterator[Path]:
     """Where a command writes an output file (--out, --junit…): its folder is created, and an

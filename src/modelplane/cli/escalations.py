@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from modelplane.cli.common import ConfigOption, console, exits_on_error, read_config
+from modelplane.cli.common import ConfigOption, console, existing_ledger, exits_on_error, read_config
 from modelplane.errors import UsageError
 from modelplane.ledger.store import LedgerStore
 
@@ -45,7 +45,7 @@ def list_(
     """Show escalations, newest first."""
     if status not in ("open", "resolved", "all"):
         raise UsageError(f"unknown status {status!r}", "use --status open, resolved or all")
-    url = read_config(config, secrets=False).ledger_url()
+    url = existing_ledger(read_config(config, secrets=False))
     rows = _with_store(url, lambda store: store.escalations(None if status == "all" else status, limit))
     if as_json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
@@ -64,7 +64,7 @@ def resolve(
     config: ConfigOption = None,
 ) -> None:
     """Mark an open escalation resolved, with a note saying what was done."""
-    url = read_config(config, secrets=False).ledger_url()
+    url = existing_ledger(read_config(config, secrets=False))
     if not _with_store(url, lambda store: store.resolve_escalation(escalation_id, note)):
         raise UsageError(
             f"no open escalation {escalation_id!r}", "`modelplane escalations list --status all` shows every id"

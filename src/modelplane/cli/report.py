@@ -12,7 +12,7 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
-from modelplane.cli.common import ConfigOption, console, exits_on_error, read_config, writing
+from modelplane.cli.common import ConfigOption, console, existing_ledger, exits_on_error, read_config, writing
 from modelplane.config.schema import Config
 from modelplane.economics.charts import charts_from_report, render_page
 from modelplane.economics.projection import GRAMMAR, ProjectionPoint, parse_what_if
@@ -106,7 +106,7 @@ def _report(
     for phrase in what_ifs:
         parse_what_if(phrase)  # a typo ends the command before the ledger is read
     loaded = read_config(config_path, secrets=False)  # reads the ledger only: no provider secret needed
-    result = asyncio.run(_build(loaded.ledger_url(), loaded.config, where, loaded.version, what_ifs, reprice))
+    result = asyncio.run(_build(existing_ledger(loaded), loaded.config, where, loaded.version, what_ifs, reprice))
     _check_names(result, loaded.config, features, tiers)
     if out is None:
         renderer(result, console)

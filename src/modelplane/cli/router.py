@@ -17,6 +17,7 @@ from modelplane.cli.common import (
     ConfigOption,
     console,
     err_console,
+    existing_ledger,
     exits_on_error,
     fail,
     read_config,
@@ -123,7 +124,7 @@ def _training_outcomes(
         if feature is not None and feature not in loaded.config.features:
             known = ", ".join(sorted(loaded.config.features)) or "none are configured"
             raise UsageError(f"unknown feature {feature!r}", f"known features: {known}")
-        judged = asyncio.run(_judged(loaded.ledger_url(), feature))
+        judged = asyncio.run(_judged(existing_ledger(loaded), feature))
         if not judged:
             raise UsageError("the ledger holds no judged servings", "turn on `route.shadow` for a feature first")
         outcomes.extend(judged)

@@ -54,9 +54,20 @@ class LoadedConfig:
     source: str
     embedded: bool
     home: Path
+    folder: Path | None = None  # the config file's folder: relative paths in it are read from there
 
     def ledger_url(self) -> str:
-        return self.config.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
+        """The ledger's URL. A relative SQLite path is read from the config file's folder, like the
+        schema and router files it names, so `serve` and `report` find one ledger from anywhere."""
+        url = self.config.ledger.url
+        if not url:
+            return f"sqlite:///{self.home / 'ledger.db'}"
+        scheme, marker, rest = url.partition(":///")
+        path, query_mark, query = rest.partition("?")
+        relative = path and path != ":memory:" and not path.startswith(("/", "~"))
+        if marker and scheme in ("sqlite", "sqlite+aiosqlite") and relative and self.folder is not None:
+            return f"{scheme}:///{(self.folder / path).resolve()}{query_mark}{query}"
+        return url
 
 
 def load_config(path: Path | None, *, home: Path, env: Mapping[str, str], secrets: bool = True) -> LoadedConfig:
@@ -75,7 +86,7 @@ def load_config(path: Path | None, *, home: Path, env: Mapping[str, str], secret
         source = str(path)
     folder = None if path is None else path.parent
     config = parse_config(text, env=env, source=source, config_dir=folder, secrets=secrets)
-    return LoadedConfig(config, config_version(text, path), source, path is None, home)
+    return LoadedConfig(config, config_version(text, path), source, path is None, home, folder)
 
 
 def parse_config(

@@ -82,6 +82,15 @@ def redact_url(url: str) -> str:
         return "<unparseable database url>"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite ledger URL; None for Postgres or an in-memory database."""
+    parsed = _async_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).expanduser()
+
+
 def _async_url(url: str) -> URL:
     try:
         parsed = make_url(url)
