@@ -8,9 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
+from fakes import FakeProvider, Reply, in_process_gateway
 from modelplane.config.load import parse_config
 from modelplane.config.schema import OutputConfig
-from modelplane.errors import BadRequest, ConfigError
+from modelplane.errors import BadRequest, ConfigError, ErrorClass, ProviderError
+from modelplane.serving import pipeline
+from modelplane.serving.state import Inbound
 from modelplane.serving.validate import (
     OutputSpec,
     check,
@@ -19,6 +22,7 @@ from modelplane.serving.validate import (
     load_schema,
     output_spec,
     reask_body,
+    schema_hint,
     with_content,
 )
 
@@ -203,3 +207,49 @@ def test_reask_body_shows_the_bad_answer_and_what_was_wrong() -> None:
     assert correction["role"] == "user"
     assert "$.priority: 'urgent' is not one of ['low', 'high']" in correction["content"]
     assert orjson.dumps(TICKET).decode() in correction["content"]
+
+
+class _Grammared(FakeProvider):
+    """A model that follows a response_format schema (as the local model's grammar does)."""
+
+    follows_schema = True
+
+
+async def test_a_model_that_follows_a_schema_is_sent_the_features_and_others_the_clients_body(
+    tmp_path: Path,
+) -> None:
+    config = """
+providers:
+  remote: {kind: openai, base_url: "http://127.0.0.1:1/v1"}
+  local: {kind: openai, base_url: "http://127.0.0.1:1/v1"}
+models:
+  remote-model: {provider: remote, price: {input: 1, output: 1}}
+  local-small: {provider: local, price: {input: 0, output: 0}}
+features:
+  ticket:
+    route: {models: [remote-model], fallback: [local-small]}
+    output: {json_schema: {type: object, required: [priority], properties: {priority: {enum: [low, high]}}}}
+resilience: {retry: {attempts: 1}}
+"""
+    remote = FakeProvider("remote", [Reply(error=ProviderError(ErrorClass.SERVER_ERROR, "down"))])
+    local = _Grammared("local", [Reply(content='{"priority": "high"}')])
+    gateway = await in_process_gateway(config, tmp_path, {"remote": remote, "local": local})
+    try:
+        body = {"model": "ticket", "messages": [{"role": "user", "content": "the server room is on fire"}]}
+        outcome = await pipeline.chat(gateway, Inbound(orjson.dumps(body)))
+    finally:
+        await gateway.close()
+    assert orjson.loads(outcome.body or b"")["choices"][0]["message"]["content"] == '{"priority": "high"}'
+    assert "response_format" not in remote.requests[0].body  # the client's body, as it sent it
+    hinted = local.requests[0].body["response_format"]
+    assert hinted["type"] == "json_schema" and hinted["json_schema"]["schema"]["required"] == ["priority"]
+
+
+def test_the_clients_own_response_format_is_never_replaced() -> None:
+    feature = feature_spec(OutputConfig(json_schema=TICKET), None)
+    body = {"response_format": {"type": "json_object"}}
+    assert schema_hint(body, output_spec(feature, body)) is None
+    assert schema_hint({}, None) is None
+    assert schema_hint({}, feature) == {
+        "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": TICKET}}
+    }

@@ -132,6 +132,9 @@ class Provider(ABC):
     supports_logprobs: ClassVar[bool] = False  # `logprobs: true` fills each choice's `logprobs`
     # The content part types a message may carry (`text`, `image_url`, …); None: any, the upstream decides.
     content_parts: ClassVar[frozenset[str] | None] = frozenset({"text"})
+    # Constrains its answer to a `response_format` JSON schema (a grammar), so a feature's output
+    # schema is sent to it as one when the request names none (serving/validate.py `schema_hint`).
+    follows_schema: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -106,6 +106,7 @@ class LlamaCppProvider(Provider):
     """A local GGUF model answering in-process."""
 
     kind = "llamacpp"
+    follows_schema = True  # json_schema becomes a llama.cpp grammar: the answer cannot leave it
 
     def __init__(
         self,

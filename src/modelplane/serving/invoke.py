@@ -35,7 +35,7 @@ from modelplane.serving.replay import Replay
 from modelplane.serving.retry import RetryBudget, backoff
 from modelplane.serving.runtime import Deployment, Model
 from modelplane.serving.state import Attempt, Serving
-from modelplane.serving.validate import OutputSpec, check, reask_body, with_content
+from modelplane.serving.validate import OutputSpec, check, reask_body, schema_hint, with_content
 
 RETRYABLE = frozenset(
     {ErrorClass.RATE_LIMIT, ErrorClass.TIMEOUT, ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION, ErrorClass.BAD_RESPONSE}
@@ -80,6 +80,7 @@ class Invoker:
             # of it: ask for it unstreamed, then replay it as a stream.
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         sent = body if cascade is None else cascade.prepare(body)
+        hinted = schema_hint(sent, spec)  # for models that follow a schema: the feature's, as a grammar
         errors: list[ProviderError] = []
         invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
         rejected: tuple[int, Model, Answer] | None = None  # a cascade's last answer that failed its checks
@@ -88,10 +89,11 @@ class Invoker:
             if wanted and unmet(model, wanted) is not None:
                 continue  # it would drop part of the request (`require` made sure some model would not)
             serving.fallback_depth = depth
+            asked = hinted if hinted is not None and _follows_schema(model) else sent
             try:
-                reply = await self._model(serving, model, sent, version, deadline)
+                reply = await self._model(serving, model, asked, version, deadline)
                 if spec is not None:
-                    reply = await self._validated(serving, model, reply, spec, sent, version, deadline)
+                    reply = await self._validated(serving, model, reply, spec, asked, version, deadline)
                 if cascade is None:
                     return reply if spec is None else _replay(reply, streamed, usage_asked)
                 assert isinstance(reply, Answer)  # cascades ask unstreamed
@@ -357,3 +359,7 @@ class _PrimedStream(Stream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _follows_schema(model: Model) -> bool:
+    return all(deployment.provider.follows_schema for deployment in model.deployments)

@@ -116,6 +116,16 @@ def output_spec(feature: OutputSpec | None, body: dict[str, Any]) -> OutputSpec 
     return OutputSpec(schema, True, reask, "request")
 
 
+def schema_hint(body: dict[str, Any], spec: OutputSpec | None) -> dict[str, Any] | None:
+    """`body` asking for the feature's schema as its `response_format`, for a model that follows one
+    (`Provider.follows_schema`: the local model's grammar); None when the request names its own
+    format or the feature has no schema. Other models get the body as the client sent it."""
+    if spec is None or spec.source != "feature" or "response_format" in body:
+        return None
+    asked = {"type": "json_schema", "json_schema": {"name": "output", "schema": spec.schema}}
+    return {**body, "response_format": asked}
+
+
 def check(spec: OutputSpec, answer: dict[str, Any]) -> Verdict:
     """Parse and validate the first choice's content; on failure repair it (if allowed) and re-validate.
 
