@@ -168,3 +168,25 @@ def test_config_check_names_a_directory(tmp_path: Path) -> None:
     code, out = check(tmp_path)
     assert code == 2
     assert f"{tmp_path} is a directory, not a config file" in out and "not found" not in out
+
+
+def test_a_deterministic_answer_must_keep_the_features_json_promise(tmp_path: Path) -> None:
+    features = """
+features:
+  prose:
+    route: {models: [small], deterministic_fallback: "We could not answer right now."}
+    output: {json_schema: {type: object, required: [reply]}}
+  wrong-shape:
+    route: {models: [small], deterministic_fallback: '{"answer": "later"}'}
+    output: {json_schema: {type: object, required: [reply]}}
+  fine:
+    route: {models: [small], deterministic_fallback: '{"reply": "later"}'}
+    output: {json_schema: {type: object, required: [reply]}}
+"""
+    text = CONFIG.split("features:")[0] + features.lstrip("\n")
+    found = issues_of(text, config_dir=tmp_path, env={"OPENAI_API_KEY": "sk-x"})
+    assert found == [
+        "features.prose.route.deterministic_fallback: does not match the feature's output schema: is not JSON",
+        "features.wrong-shape.route.deterministic_fallback: does not match the feature's output schema: "
+        "$: 'reply' is a required property",
+    ]

@@ -97,13 +97,24 @@ def output_schemas(config: Config, config_dir: Path) -> list[ConfigIssue]:
     and be a valid JSON Schema: checked now, so `config check` catches what `serve` would refuse."""
     if not any(f.output is not None and f.output.json_schema is not None for f in config.features.values()):
         return []
-    from modelplane.serving.validate import feature_specs  # jsonschema is loaded only when a schema is named
+    from modelplane.serving.fallback import deterministic_answer
+    from modelplane.serving.validate import check, feature_specs  # jsonschema loads only when a schema is named
 
     try:
-        feature_specs(config, config_dir)
+        specs = feature_specs(config, config_dir)
     except ConfigError as exc:
         return exc.issues
-    return []
+    # The deterministic answer is served when every model failed; on a feature that promises JSON
+    # it must keep the promise, or the product gets the very text validation exists to stop.
+    issues = []
+    for name, spec in specs.items():
+        text = config.features[name].route.deterministic_fallback
+        verdict = check(spec, deterministic_answer(text).body) if text is not None else None
+        if verdict is not None and (not verdict.ok or verdict.repaired):
+            why = "is not JSON" if verdict.error and verdict.error.startswith("not valid JSON") else verdict.error
+            message = f"does not match the feature's output schema: {why}"
+            issues.append(ConfigIssue(f"features.{name}.route.deterministic_fallback", message))
+    return issues
 
 
 def _keys(config: Config) -> Iterator[ConfigIssue]:
