@@ -60,6 +60,8 @@ def test_resolve_moves_an_escalation_out_of_the_open_list(config: Path) -> None:
     assert resolved["id"] == "esc-1" and resolved["resolution"] == "called the customer"
     code, out, _ = run("escalations", "list", "--json", "--status", "all")  # ./modelplane.yaml by default
     assert code == 0 and len(orjson.loads(out)) == 2
+    code, out, _ = run("escalations", "list", "--status", "all")  # the table shows what was done, too
+    assert code == 0 and "resolution" in out and "called the customer" in out
 
 
 def test_unknown_or_resolved_id_exits_2_with_a_hint(config: Path) -> None:

@@ -73,9 +73,12 @@ def resolve(
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("id", "when", "tenant", "feature", "status", "reason")
+    resolved = any(row["status"] == "resolved" for row in rows)
+    table = Table("id", "when", "tenant", "feature", "status", "reason", *(("resolution",) if resolved else ()))
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["ts"]))
-        cells = (row["id"], when, row["tenant"], row["feature"], row["status"], row["reason"])
+        cells = [row["id"], when, row["tenant"], row["feature"], row["status"], row["reason"]]
+        if resolved:
+            cells.append(row.get("resolution") or "")
         table.add_row(*(Text(cell) for cell in cells))  # Text: a reason like "['a', 'b']" is not markup
     return table
