@@ -14,6 +14,7 @@ For each backend (SQLite in a temp dir, Postgres at 127.0.0.1:5432 in a fresh da
     python bench/report.py                        # both backends, 1M servings
     python bench/report.py --servings 100000      # quicker
     python bench/report.py --only sqlite          # or --only postgres
+    python bench/report.py --keep /tmp/mp-ledgers # build once, then re-time the report on the same ledgers
 
 Prints one table; everything goes to ``bench/results/report.json``. See bench/README.md ("Report").
 """
@@ -180,15 +181,32 @@ async def drop_postgres_db(name: str) -> None:
 
 
 def bench(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, float | str]:
-    pg_name = ""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp}/ledger.db"
+    """Build the ledger (or reuse the one kept in `--keep`), then time the report on it."""
+    home = args.keep or tmp
+    built = home / f"{backend}.json"  # what a kept ledger holds: its url and how its ingest went
+    if args.keep and built.exists() and json.loads(built.read_text())["servings"] == args.servings:
+        kept = json.loads(built.read_text())
+        url, ingested, pg_name = kept["url"], kept["ingest"], ""
     else:
-        pg_name = asyncio.run(postgres_db())
-        url = f"postgresql://postgres@127.0.0.1:5432/{pg_name}"
+        pg_name = ""
+        if backend == "sqlite":
+            for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):  # a stale WAL must not meet a new file
+                (home / name).unlink(missing_ok=True)
+            url = f"sqlite:///{home}/ledger.db"
+        else:
+            pg_name = asyncio.run(postgres_db())
+            url = f"postgresql://postgres@127.0.0.1:5432/{pg_name}"
+        try:
+            ingested = asyncio.run(ingest(url, args.servings, args.batch))
+        except BaseException:
+            if pg_name:
+                asyncio.run(drop_postgres_db(pg_name))
+            raise
+        if args.keep:
+            built.write_text(json.dumps({"servings": args.servings, "url": url, "ingest": ingested}))
+            pg_name = ""  # kept: dropped by hand (`DROP DATABASE`), not here
     try:
-        ingested = asyncio.run(ingest(url, args.servings, args.batch))
-        config = tmp / f"{backend}.yaml"
+        config = home / f"{backend}.yaml"
         features = "\n".join(f"  {f}: {{route: {{models: [small, large]}}}}" for f in FEATURES)
         config.write_text(CONFIG.format(features=features, url=url))
         seconds, groups = report_time(config, args.repeat)
@@ -204,9 +222,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("sqlite", "postgres"))
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the built ledgers in this directory (Postgres: the database stays) and reuse them "
+        "when they hold --servings servings: only the report is timed again, ingest figures are the first run's",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "report.json")
     args = parser.parse_args()
     results = []
+    if args.keep:
+        args.keep = args.keep.resolve()
+        args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mp-bench-report-") as tmp:
         for backend in ("sqlite", "postgres"):
             if args.only in (None, backend):

@@ -32,6 +32,7 @@ from modelplane.ledger.queries import (
     UNPRICED,
     FloatArray,
     ModelCalls,
+    Names,
     ReportData,
     ReportFilter,
     ServingColumns,
@@ -144,7 +145,8 @@ async def build_report(
     if reprice:
         book, now = PriceBook.from_config(config), time.time()
         prices = {model: book.price_at(model, now) for model in config.models}
-    data = await report_data(store, where, prices)
+    names = Names(list(config.features), list(config.tiers), list(config.models))
+    data = await report_data(store, where, prices, names)
     return report_from_data(data, config, where, config_version=config_version, what_ifs=what_ifs)
 
 

@@ -1,31 +1,38 @@
-"""The report's queries: per-serving aggregates and per-model call totals, computed in the database.
+"""The report's queries: per-serving aggregates and per-model call totals, as numpy columns.
 
 Nothing here runs on the serving path. Requests that share an `X-Modelplane-Serving` id are
-one serving, so the servings query groups by (feature, tier, serving_id) -- but only the ids
-that do repeat: most servings are one request, and sorting a million rows to find that out
-would cost more than the rest of the report. The calls query groups calls by (feature, tier,
-model) through their request. Both run at once on two connections (SQLite WAL readers and
-Postgres backends work in parallel), and the rows come back as numpy columns.
+one serving, so servings are grouped by (feature, tier, serving_id) -- but only the ids that do
+repeat, found from the requests whose id differs from their serving id: most servings are one
+request, and grouping a million serving ids would cost more than the rest of the report. Calls
+are summed by (feature, tier, model) through their request.
+
+Postgres does it all in SQL, on several backends at once, and hands each (feature, tier) back
+as binary float8 arrays. SQLite cannot aggregate without sorting, nor hand a million rows to
+Python cheaply, so ledger/sqlite_report.py reads it column by column and sums in numpy. Both
+give the same `ReportData`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
 from modelplane.config.schema import Price
+from modelplane.ledger import sqlite_report
+from modelplane.ledger.sqlite_report import Names as Names  # report_data takes them: re-exported
 from modelplane.ledger.store import LedgerStore
 
 FloatArray = npt.NDArray[np.float64]
+T = TypeVar("T")
 
 # The numeric per-serving columns, in the order `ServingColumns.values` holds them.
 SERVING_COLUMNS = (
@@ -41,7 +48,7 @@ CACHE_HIT, SEMANTIC_HIT, FALLBACK, ESCALATED, UNPRICED = 1, 2, 4, 8, 16
 _FLAG_SPAN = 32
 _DAY = 86400
 _KEY_SEPARATOR = "\x1f"  # between feature and tier in the group key (ASCII unit separator)
-_TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+_TOKENS = sqlite_report.TOKENS
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,56 +137,172 @@ class ShadowSummary:
 
 
 async def report_data(
-    store: LedgerStore, where: ReportFilter, reprice: Mapping[str, Price | None] | None = None
+    store: LedgerStore,
+    where: ReportFilter,
+    reprice: Mapping[str, Price | None] | None = None,
+    names: Names | None = None,
 ) -> ReportData:
     """Read the per-serving aggregates and the per-model call totals the report needs.
 
     `reprice` (model -> today's price) recomputes every call's cost from its tokens instead of
     the cost recorded at the time; a model missing from it, or priced None, counts as unpriced.
+    `names`: the features, tiers and models the ledger most likely holds (the config's), which
+    SQLite can then hand over as numbers; any others are read all the same, more slowly.
     """
     async with store.engine.connect() as conn:
         columns = await conn.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("servings")})
     records_savings = "saved_usd" in columns
-    servings: Any = sa.table("servings", *(sa.column(name) for name in columns))
+    sqlite = store.engine.dialect.name == "sqlite"
+    # SQLite's own row number: see ledger/sqlite_report.py
+    servings: Any = sa.table("servings", *([sa.column("rowid")] if sqlite else []), *map(sa.column, columns))
     calls: Any = sa.table(
         "calls",
+        *([sa.column("rowid")] if sqlite else []),
         sa.column("request_id"),
         sa.column("model"),
         sa.column("cost_usd"),
         *(sa.column(name) for name in _TOKENS),
     )
+    requests = servings
     if reprice is not None:
         servings, calls = _repriced(servings, calls, reprice)
-    per_serving = _per_serving(servings, where, records_savings)
-    per_model = _per_model(servings, calls, where)
+    if sqlite:
+        sources = _sqlite_sources(servings, calls, requests, where, records_savings, names or Names())
+        return await _sqlite_data(store, sources, where)
 
-    async def servings_columns() -> list[ServingColumns]:
-        if store.engine.dialect.name == "postgresql":
-            return _array_groups(await _fetch(store, _as_arrays(per_serving)))
-        # Split while the calls query still runs: numpy work overlaps the other thread's scan.
-        return _split_groups(await _fetch(store, per_serving))
+    single, grouped = _per_serving(servings, where, records_savings)
 
-    async def calls_and_routes() -> tuple[list[Any], tuple[list[RouteCount], list[ShadowSummary]]]:
-        # The calls query ends well before the servings' split: the routing queries follow it on the same lane.
-        call_rows = await _fetch(store, per_model)
-        routing = await _routing(store, servings, where) if "route_strategy" in columns else ([], [])
-        return call_rows, routing
+    async def rows(query: sa.Select[Any], fetch: Fetch) -> list[Any]:
+        return await fetch(query)
 
-    if isinstance(store.engine.pool, StaticPool):  # one shared in-memory connection: one query at a time
-        groups = await servings_columns()
-        call_rows, (routes, shadows) = await calls_and_routes()
-    else:
-        groups, (call_rows, (routes, shadows)) = await asyncio.gather(servings_columns(), calls_and_routes())
-    return ReportData(groups, [_model_calls(row) for row in call_rows], records_savings, routes, shadows)
+    async def routing(fetch: Fetch) -> tuple[list[RouteCount], list[ShadowSummary]]:
+        return await _routing(fetch, servings, where) if "route_strategy" in columns else ([], [])
+
+    single_rows, grouped_rows, call_rows, (routes, shadows) = await _postgres_lanes(
+        store,
+        partial(rows, _as_arrays(single)),
+        partial(rows, _as_arrays(grouped)),
+        partial(rows, _per_model(servings, calls, where)),
+        routing,
+    )
+    model_calls = sorted((_model_calls(row) for row in call_rows), key=lambda m: (m.feature, m.tier, m.model))
+    return ReportData(_array_groups(single_rows, grouped_rows), model_calls, records_savings, routes, shadows)
+
+
+Fetch = Callable[[sa.Select[Any]], Awaitable[list[Any]]]
+
+
+async def _postgres_lanes(store: LedgerStore, *lanes: Callable[[Fetch], Awaitable[Any]]) -> list[Any]:
+    """Run each lane on a backend of its own, all at once (the server spreads them over its cores),
+    all in one snapshot of the ledger (exported by a leading transaction), as if in one statement."""
+    async with store.engine.connect() as conn:
+        lead: Any = (await conn.get_raw_connection()).driver_connection
+        async with lead.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await lead.fetchval("SELECT pg_export_snapshot()")
+            return list(await asyncio.gather(*(_postgres_lane(store, snapshot, lane) for lane in lanes)))
+
+
+async def _postgres_lane(store: LedgerStore, snapshot: str, lane: Callable[[Fetch], Awaitable[Any]]) -> Any:
+    async with store.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        async with raw.transaction(isolation="repeatable_read", readonly=True):
+            await raw.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            # Room to hash a million servings in memory rather than in temp files. Every aggregate here
+            # has few groups, but a ledger never analyzed leaves the planner guessing thousands, and it
+            # would sort a million rows rather than hash them. And no JIT, whose compiling (0.1-0.2 s a
+            # statement) these one-pass scans never earn back.
+            await raw.execute("SET LOCAL work_mem = '256MB'; SET LOCAL enable_sort = off; SET LOCAL jit = off")
+
+            async def fetch(query: sa.Select[Any]) -> list[Any]:
+                # Straight from asyncpg: SQLAlchemy's row objects would cost seconds on a million rows.
+                return list(await raw.fetch(_sql(store)(query)))
+
+            return await lane(fetch)
+
+
+async def _sqlite_data(store: LedgerStore, sources: sqlite_report.Sources, where: ReportFilter) -> ReportData:
+    """SQLite: every statement on connections of its own, at once; in memory, on the shared one in turn."""
+    database = store.engine.url.database
+    connections = sqlite_report.Connections(Path(database)) if database and database != ":memory:" else None
+    run = connections.run if connections else _shared_run(store)
+    compile_sql = _sql(store)
+
+    async def fetch(query: sa.Select[Any]) -> list[Any]:
+        return await run(compile_sql(query), list)
+
+    try:
+        last = await sqlite_report.last_rowids(run, compile_sql)
+        found = await sqlite_report.read(run, sources, compile_sql, last, parallel=connections is not None)
+        routes: list[RouteCount] = []
+        shadows: list[ShadowSummary] = []
+        if sources.routed is not None:
+            # The servings scan counted the routed requests: most ledgers have none, and skip a scan.
+            bounds = [sources.servings.c.rowid <= last[0]]
+            routes, shadows = await _routing(fetch, sources.servings, where, bounds, counts=found.routed > 0)
+    finally:
+        if connections:
+            connections.close()
+    groups = [ServingColumns(feature, tier, values) for (feature, tier), values in found.servings.items()]
+    model_calls = [
+        ModelCalls(feature, tier, model, n, unpriced, cost, *tokens)
+        for feature, tier, model, n, unpriced, cost, tokens in found.calls
+    ]
+    return ReportData(groups, model_calls, sources.saved, routes, shadows)
+
+
+def _shared_run(store: LedgerStore) -> sqlite_report.Run:
+    """In memory: every statement on the one shared connection, one after another."""
+
+    async def run(sql: str, convert: Callable[[Iterable[Any]], T]) -> T:
+        async with store.engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            return convert(await raw.execute_fetchall(sql))
+
+    return run
+
+
+def _sqlite_sources(
+    s: sa.TableClause,
+    c: sa.TableClause,
+    requests: sa.TableClause,
+    where: ReportFilter,
+    records_savings: bool,
+    names: Names,
+) -> sqlite_report.Sources:
+    return sqlite_report.Sources(
+        servings=s,
+        calls=c,
+        requests=requests,
+        filters=_where(s, where),
+        day_flags=_day(s.c.ts) + _bits(s, lambda term: term),
+        grouped_day_flags=_day(sa.func.min(s.c.ts)) + _bits(s, sa.func.max),
+        saved=records_savings,
+        routed=_routed(s) if "route_strategy" in s.c else None,
+        names=names,
+    )
+
+
+def _sql(store: LedgerStore) -> Callable[[Any], str]:
+    dialect = store.engine.dialect
+
+    def compile_sql(query: Any) -> str:
+        return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+    return compile_sql
 
 
 async def _routing(
-    store: LedgerStore, s: sa.TableClause, where: ReportFilter
+    fetch: Fetch,
+    s: sa.TableClause,
+    where: ReportFilter,
+    bounds: Sequence[sa.ColumnElement[bool]] = (),
+    counts: bool = True,
 ) -> tuple[list[RouteCount], list[ShadowSummary]]:
-    """Which model answered each routed feature's servings; the shadow verdicts of its cheaper models."""
+    """Which model answered each routed feature's servings (`counts`: there are some); the shadow
+    verdicts of its cheaper models."""
     routed = (
         sa.select(s.c.feature, s.c.route_strategy, sa.func.coalesce(s.c.model, ""), sa.func.count())
-        .where(*_where(s, where), s.c.operation == "chat", s.c.route_strategy.not_in(("single", "shadow")))
+        .where(*_where(s, where), *bounds, _routed(s))
         .group_by(s.c.feature, s.c.route_strategy, s.c.model)
         .order_by(s.c.feature, s.c.model)
     )
@@ -202,44 +325,20 @@ async def _routing(
         .group_by(r.c.feature, r.c.weak_model)
         .order_by(r.c.feature, r.c.weak_model)
     )
-    counts = [RouteCount(str(a), str(b), str(c), int(n)) for a, b, c, n in await _fetch(store, routed)]
+    route_counts = [RouteCount(str(a), str(b), str(c), int(n)) for a, b, c, n in await fetch(routed)] if counts else []
     summaries = [
         ShadowSummary(str(f), str(m), int(j or 0), int(w or 0), int(p or 0), None if mean is None else float(mean))
-        for f, m, j, w, p, mean in await _fetch(store, shadows)
+        for f, m, j, w, p, mean in await fetch(shadows)
     ]
-    return counts, summaries
+    return route_counts, summaries
+
+
+def _routed(s: sa.TableClause) -> sa.ColumnElement[bool]:
+    """A request the routing report counts: a chat request of a feature with a routing strategy."""
+    return sa.and_(s.c.operation == "chat", s.c.route_strategy.not_in(("single", "shadow")))
 
 
 _SHADOW_COLUMNS = ("feature", "ts", "weak_model", "verdict", "weak_cost", "strong_cost")
-
-
-async def _fetch(store: LedgerStore, query: sa.Select[Any] | sa.CompoundSelect[Any]) -> list[Any]:
-    """All rows, straight from the driver: SQLAlchemy's row objects cost seconds on a million rows."""
-    async with store.engine.connect() as conn:
-        sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        database = store.engine.url.database
-        if conn.dialect.name == "sqlite" and database and database != ":memory:":
-            # The stdlib driver on a thread of its own: two queries then really run at once (sqlite3
-            # releases the GIL while it steps), which aiosqlite's hand-offs to the event loop spoil.
-            return await asyncio.to_thread(_sqlite_rows, database, sql)
-        raw: Any = (await conn.get_raw_connection()).driver_connection
-        if conn.dialect.name == "sqlite":
-            return list(await raw.execute_fetchall(sql))
-        async with raw.transaction(readonly=True):
-            # Room to hash and sort a million servings in memory rather than in temp files.
-            await raw.execute("SET LOCAL work_mem = '256MB'")
-            return list(await raw.fetch(sql))
-
-
-def _sqlite_rows(database: str, sql: str) -> list[Any]:
-    conn = sqlite3.connect(f"file:{Path(database).expanduser()}?mode=ro", uri=True)
-    try:
-        # One scan over the whole window: a big page cache and mmap keep it off the syscalls.
-        for pragma in ("cache_size=-262144", "mmap_size=1073741824", "temp_store=MEMORY", "busy_timeout=5000"):
-            conn.execute(f"PRAGMA {pragma}")
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 # Requests the gateway refused before any model or cache was asked: not servings of the feature.
@@ -328,12 +427,17 @@ def _bits(s: sa.TableClause, combine: Any) -> sa.ColumnElement[Any]:
     return total
 
 
-def _per_serving(s: sa.TableClause, where: ReportFilter, records_savings: bool) -> sa.CompoundSelect[Any]:
+def _per_serving(
+    s: sa.TableClause, where: ReportFilter, records_savings: bool
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """Postgres: one row per serving, from the servings of one request and from the grouped ones. A
+    serving id that several requests share is used by a request whose id differs from it; the servings
+    of those few candidate ids are grouped, and every other request is a serving of its own -- which
+    spares grouping a million serving ids."""
     filters = _where(s, where)
-    repeated = sa.select(s.c.serving_id).where(*filters).group_by(s.c.serving_id).having(sa.func.count() > 1)
-    multi = repeated.cte("multi")
+    candidates = sa.select(s.c.serving_id).where(*filters, s.c.id != s.c.serving_id).subquery("candidates")
     null = sa.literal(None, sa.Float)
-    key = s.c.feature + sa.literal(_KEY_SEPARATOR) + s.c.tier
+    key = _key(s)
     single = sa.select(
         key,
         _day(s.c.ts) + _bits(s, lambda term: term),
@@ -343,9 +447,11 @@ def _per_serving(s: sa.TableClause, where: ReportFilter, records_savings: bool) 
         sa.func.coalesce(s.c.cost_usd, 0.0),
         s.c.latency_ms,
         s.c.saved_usd if records_savings else null,
-    ).where(*filters, s.c.serving_id.not_in(sa.select(multi.c.serving_id)))
-    # Several requests: the span from the first arrival to the last answer.
+    ).where(*filters, s.c.serving_id.not_in(sa.select(candidates.c.serving_id)))
+    # Several requests: the span from the first arrival to the last answer. A candidate id used by one
+    # request only (the client named its serving) is that request, latency as recorded.
     span = sa.func.max(s.c.ts * 1000.0 + s.c.latency_ms) - sa.func.min(s.c.ts) * 1000.0
+    requests = sa.func.sum(sa.func.count()).over(partition_by=s.c.serving_id)  # across (feature, tier)
     grouped = (
         sa.select(
             key,
@@ -354,13 +460,17 @@ def _per_serving(s: sa.TableClause, where: ReportFilter, records_savings: bool) 
             sa.func.sum(s.c.cached_input_tokens),
             sa.func.sum(s.c.output_tokens),
             sa.func.coalesce(sa.func.sum(s.c.cost_usd), 0.0),
-            span,
+            sa.case((requests == 1, sa.func.max(s.c.latency_ms)), else_=span),
             sa.func.sum(s.c.saved_usd) if records_savings else null,
         )
-        .where(*filters, s.c.serving_id.in_(sa.select(multi.c.serving_id)))
+        .where(*filters, s.c.serving_id.in_(sa.select(candidates.c.serving_id)))
         .group_by(s.c.feature, s.c.tier, s.c.serving_id)
     )
-    return sa.union_all(single, grouped)
+    return single, grouped
+
+
+def _key(s: sa.TableClause) -> sa.ColumnElement[Any]:
+    return s.c.feature + sa.literal(_KEY_SEPARATOR) + s.c.tier
 
 
 def _day(ts: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -368,35 +478,41 @@ def _day(ts: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.cast(ts, sa.BigInteger) // _DAY * _FLAG_SPAN
 
 
-def _split_groups(rows: list[Any]) -> list[ServingColumns]:
-    """Cut the rows into one numeric block per (feature, tier), in name order."""
-    if not rows:
-        return []
-    table = np.array(rows, dtype=object)
-    values = table[:, 1:].astype(np.float64).T  # None (no saving recorded) becomes NaN
-    index: dict[str, int] = {}
-    codes = np.fromiter(map(index.setdefault, table[:, 0], range(len(rows))), dtype=np.int64, count=len(rows))
-    groups = []
-    for key, code in sorted(index.items()):
-        feature, tier = key.split(_KEY_SEPARATOR, 1)
-        groups.append(ServingColumns(feature, tier, np.ascontiguousarray(values[:, codes == code])))
-    return groups
-
-
-def _as_arrays(per_serving: sa.CompoundSelect[Any]) -> sa.Select[Any]:
-    """Postgres: one row per (feature, tier) holding each column as an array. asyncpg decodes a
-    float8[] in C, where a million row records would cost seconds of Python."""
+def _as_arrays(per_serving: sa.Select[Any]) -> sa.Select[Any]:
+    """Postgres: one row per (feature, tier) holding each column as a float8[] in binary (array_send),
+    which numpy reads as it is: a million row records would cost seconds of Python."""
     rows = per_serving.subquery("per_serving")
     key, *values = rows.c
-    return sa.select(key, *(sa.func.array_agg(sa.cast(v, sa.Double)) for v in values)).group_by(key)
+    nan: Any = sa.literal_column("'NaN'::float8")  # no NULLs: every element then has the same size
+    arrays = (sa.func.array_send(sa.func.array_agg(sa.func.coalesce(sa.cast(v, sa.Double), nan))) for v in values)
+    return sa.select(key, *arrays).group_by(key)
 
 
-def _array_groups(rows: list[Any]) -> list[ServingColumns]:
+def _array_groups(single: list[Any], grouped: list[Any]) -> list[ServingColumns]:
+    """Per (feature, tier), in name order: the servings of one request, then the grouped ones."""
+    parts: dict[str, list[FloatArray]] = defaultdict(list)
+    for key, *columns in (*single, *grouped):
+        parts[str(key)].append(np.array([_float8s(column) for column in columns], dtype=np.float64))
     groups = []
-    for key, *columns in sorted(rows, key=lambda row: str(row[0])):
-        feature, tier = str(key).split(_KEY_SEPARATOR, 1)
-        groups.append(ServingColumns(feature, tier, np.array(columns, dtype=np.float64)))
+    for key, blocks in sorted(parts.items()):
+        feature, tier = key.split(_KEY_SEPARATOR, 1)
+        groups.append(ServingColumns(feature, tier, np.concatenate(blocks, axis=1)))
     return groups
+
+
+_FLOAT8 = np.dtype([("size", ">i4"), ("value", ">f8")])
+
+
+def _float8s(data: bytes) -> FloatArray:
+    """A float8[] in Postgres's binary format: dimensions, a has-NULLs flag, the element type, each
+    dimension's length and lower bound, then every element as its size and big-endian value."""
+    dimensions, has_nulls = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big")
+    if dimensions == 0:
+        return np.zeros(0, dtype=np.float64)
+    assert dimensions == 1 and not has_nulls, "a report column is a one-dimensional array without NULLs"
+    count = int.from_bytes(data[12:16], "big")
+    values: FloatArray = np.frombuffer(data, dtype=_FLOAT8, count=count, offset=20)["value"].astype(np.float64)
+    return values
 
 
 def _per_model(s: sa.TableClause, c: sa.TableClause, where: ReportFilter) -> sa.Select[Any]:
@@ -413,8 +529,7 @@ def _per_model(s: sa.TableClause, c: sa.TableClause, where: ReportFilter) -> sa.
         .select_from(c.join(s, c.c.request_id == s.c.id))
         .where(*_where(s, where))
         .group_by(s.c.feature, s.c.tier, c.c.model)
-        .order_by(s.c.feature, s.c.tier, c.c.model)
-    )
+    )  # no ORDER BY: Postgres would rather sort a million joined rows than hash them into a few groups
 
 
 def _model_calls(row: Any) -> ModelCalls:
