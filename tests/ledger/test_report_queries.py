@@ -303,3 +303,17 @@ def _renamed(records: list[ServingRecord]) -> list[ServingRecord]:
         for c in r.calls:
             c.id, c.request_id = f"later-{c.id}", f"later-{c.request_id}"
     return records
+
+
+async def test_a_serving_just_before_midnight_utc_counts_on_its_own_day(store: LedgerStore) -> None:
+    # Postgres rounds a CAST to BIGINT: without FLOOR the last half second of a day moved to the next.
+    def serving(rid: str, ts: float) -> ServingRecord:
+        return ServingRecord(rid, rid, ts, "t", "pro", "support-reply", "chat", "ok", 200, latency_ms=10.0)
+
+    await store.write([serving("late", T0 - 0.3), serving("early", T0 + 0.3), serving("noon", T0 + 43_200.7)])
+
+    data = await report_data(store, ReportFilter(), names=KNOWN)
+
+    [group] = data.servings
+    midnight = int(T0) // 86_400
+    assert sorted(group.days().tolist()) == [midnight - 1, midnight, midnight]

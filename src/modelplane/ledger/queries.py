@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from modelplane.config.schema import Price
 from modelplane.ledger import sqlite_report
@@ -474,8 +475,27 @@ def _key(s: sa.TableClause) -> sa.ColumnElement[Any]:
 
 
 def _day(ts: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    # Whole seconds, then integer division: the same day on SQLite (CAST truncates) and Postgres (rounds).
-    return sa.cast(ts, sa.BigInteger) // _DAY * _FLAG_SPAN
+    # Whole seconds, then integer division: the UTC day, the same on both backends.
+    return _WholeSeconds(ts) // _DAY * _FLAG_SPAN
+
+
+class _WholeSeconds(sa.sql.expression.FunctionElement[int]):
+    """A unix time rounded down to the second, as BIGINT. CAST truncates on SQLite (the same as
+    rounding down for any time after 1970) but rounds on Postgres, which would move a serving in
+    the last half second before midnight UTC to the next day: Postgres takes FLOOR first."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(_WholeSeconds)
+def _whole_seconds(element: _WholeSeconds, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BIGINT)"
+
+
+@compiles(_WholeSeconds, "postgresql")
+def _whole_seconds_postgres(element: _WholeSeconds, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS BIGINT)"
 
 
 def _as_arrays(per_serving: sa.Select[Any]) -> sa.Select[Any]:
