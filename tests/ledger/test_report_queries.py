@@ -63,6 +63,7 @@ def ledger(seed: int = 3) -> list[ServingRecord]:
             "status": "escalated" if rng.random() < 0.1 else "ok",
             "cache": rng.choice(("exact", "semantic")) if hit else "miss",
             "fallback_depth": max(len(calls) - 1, 0),
+            "cascade_escalations": rng.randrange(0, max(len(calls), 1)),  # steps a cascade's check refused
             "input_tokens": sum(c.input_tokens for c in calls),
             "cached_input_tokens": sum(c.cached_input_tokens for c in calls),
             "output_tokens": sum(c.output_tokens for c in calls),
@@ -151,7 +152,7 @@ def _row(parts: list[ServingRecord], latency: float) -> tuple[float, ...]:
     flags = (
         any(r.cache != "miss" for r in parts)
         + 2 * any(r.cache == "semantic" for r in parts)
-        + 4 * any(r.fallback_depth > 0 for r in parts)
+        + 4 * any(r.fallback_depth > r.cascade_escalations for r in parts)
         + 8 * any(r.status == "escalated" for r in parts)
         + 16 * any(r.cost_usd is None for r in parts)
     )

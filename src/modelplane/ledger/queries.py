@@ -417,7 +417,9 @@ def _bits(s: sa.TableClause, combine: Any) -> sa.ColumnElement[Any]:
     tests = (
         (s.c.cache != "miss", CACHE_HIT),
         (s.c.cache == "semantic", SEMANTIC_HIT),
-        (s.c.fallback_depth > 0, FALLBACK),
+        # A step down the chain is a fallback when a model failed, not when a cascade's check
+        # refused a cheaper answer and escalated (m007 records how many steps were those).
+        (s.c.fallback_depth > (s.c.cascade_escalations if "cascade_escalations" in s.c else 0), FALLBACK),
         (s.c.status == "escalated", ESCALATED),
         (s.c.cost_usd.is_(None), UNPRICED),
     )
