@@ -116,3 +116,12 @@ async def test_the_window_and_feature_filters_apply_to_routing(routed: LedgerSto
     assert ask.servings == 8 and ask.judged == 1 and ask.regret == 0.0  # s002: weak_better (invalid, failed: out)
     assert ask.saved_usd is not None and ask.saved_per_serving_usd == pytest.approx(0.009)  # s003's costs count
     assert (await build_report(routed, CONFIG, ReportFilter(features=("plain",)))).routing == []
+
+
+async def test_the_tier_filter_applies_to_shadow_judgements_through_their_servings(routed: LedgerStore) -> None:
+    async with routed.engine.begin() as conn:  # s000 and s001 were served to the free tier
+        await conn.execute(sa.text("UPDATE servings SET tier = 'free' WHERE serving_id IN ('s000', 's001')"))
+    [free] = (await build_report(routed, CONFIG, ReportFilter(tiers=("free",)))).routing
+    assert free.servings == 2 and free.judged == 2 and free.regret == pytest.approx(1 / 2)  # s000 worse, s001 tie
+    [default] = (await build_report(routed, CONFIG, ReportFilter(tiers=("default",)))).routing
+    assert default.servings == 8 and default.judged == 1 and default.regret == 0.0  # s002 only

@@ -313,6 +313,8 @@ async def _routing(
     filters = [r.c.ts >= where.since] if where.since is not None else []
     filters += [r.c.ts < where.until] if where.until is not None else []
     filters += [r.c.feature.in_(where.features)] if where.features else []
+    if where.tiers:  # a shadow judgement has no tier of its own: its serving's
+        filters.append(r.c.serving_id.in_(sa.select(s.c.serving_id).where(s.c.tier.in_(where.tiers))))
     shadows = (
         sa.select(
             r.c.feature,
@@ -339,7 +341,7 @@ def _routed(s: sa.TableClause) -> sa.ColumnElement[bool]:
     return sa.and_(s.c.operation == "chat", s.c.route_strategy.not_in(("single", "shadow")))
 
 
-_SHADOW_COLUMNS = ("feature", "ts", "weak_model", "verdict", "weak_cost", "strong_cost")
+_SHADOW_COLUMNS = ("serving_id", "feature", "ts", "weak_model", "verdict", "weak_cost", "strong_cost")
 
 
 # Requests the gateway refused before any model or cache was asked: not servings of the feature.
