@@ -15,7 +15,7 @@ from modelplane.economics.prices import PriceBook, reprice
 from modelplane.economics.report import Economics, Report, build_report, report_json, report_schema
 from modelplane.ledger import LedgerStore
 from modelplane.ledger.queries import ReportFilter
-from reportledger import CONFIG_YAML, DAY, T0, config, hand_ledger
+from reportledger import CONFIG_YAML, DAY, T0, config, hand_ledger, request
 
 
 @pytest.fixture(params=["sqlite", "sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -77,6 +77,15 @@ async def test_unpriced_calls_are_flagged_and_left_out_of_cost(store: LedgerStor
     assert free.margin_per_serving_usd == pytest.approx(-0.001)
     assert free.margin_pct is None  # no revenue to divide by
     assert report.total.unpriced_calls == 1
+
+
+async def test_a_serving_whose_client_got_an_error_counts_in_the_error_rate(store: LedgerStore) -> None:
+    assert tier(feature(await build_report(store, config(), ReportFilter()), "support-reply"), "pro").error_rate == 0
+    failed = request("r8", "s8", feature="support-reply", tier="pro", ts=T0 + 35, latency=30_000, calls=[])
+    failed.status, failed.http_status, failed.error_class = "error", 502, "server_error"
+    await store.write([failed])
+    pro = tier(feature(await build_report(store, config(), ReportFilter()), "support-reply"), "pro")
+    assert (pro.servings, pro.error_rate, pro.escalation_rate) == (5, 0.2, 0.2)
 
 
 async def test_feature_tier_and_total_rows_weight_by_servings(store: LedgerStore) -> None:

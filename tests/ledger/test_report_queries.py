@@ -69,6 +69,7 @@ def ledger(seed: int = 3) -> list[ServingRecord]:
             "output_tokens": sum(c.output_tokens for c in calls),
             "cost_usd": None if None in costs else sum(c for c in costs if c is not None),
             "saved_usd": rng.random() / 50 if hit else None,
+            "error_class": "server_error" if rng.random() < 0.08 else None,  # the client got a 502
         } | fields
         records.append(
             ServingRecord(
@@ -155,10 +156,11 @@ def _row(parts: list[ServingRecord], latency: float) -> tuple[float, ...]:
         + 4 * any(r.fallback_depth > r.cascade_escalations for r in parts)
         + 8 * any(r.status == "escalated" for r in parts)
         + 16 * any(r.cost_usd is None for r in parts)
+        + 32 * any(r.error_class is not None for r in parts)
     )
     saved = [r.saved_usd for r in parts if r.saved_usd is not None]
     return (
-        int(min(r.ts for r in parts)) // 86400 * 32 + flags,
+        int(min(r.ts for r in parts)) // 86400 * 64 + flags,
         sum(r.input_tokens for r in parts),
         sum(r.cached_input_tokens for r in parts),
         sum(r.output_tokens for r in parts),

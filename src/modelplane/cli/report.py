@@ -167,7 +167,7 @@ def _economics_tables(report: Report) -> list[Table]:
         ("tokens per serving (mean / p50 / p95)", ("input", "cached input", "output"), _tokens),
         (
             "cache, fallbacks, escalations, latency",
-            ("cache hit", "saved", "fallback", "escalated", "latency p50", "latency p95"),
+            ("cache hit", "saved", "fallback", "escalated", "errors", "latency p50", "latency p95"),
             _operations,
         ),
     ]
@@ -214,6 +214,7 @@ def _operations(row: Economics) -> list[str]:
         _num(row.saved_usd, "${:,.2f}"),
         f"{row.fallback_rate:.1%}",
         f"{row.escalation_rate:.1%}",
+        f"{row.error_rate:.1%}",
         _num(row.latency_ms.p50, "{:,.0f} ms"),
         _num(row.latency_ms.p95, "{:,.0f} ms"),
     ]

@@ -26,6 +26,7 @@ from modelplane.economics.projection import FeatureBasis, Projection, fit_cache_
 from modelplane.ledger.queries import (
     CACHE_HIT,
     ESCALATED,
+    FAILED,
     FALLBACK,
     SEMANTIC_HIT,
     SERVING_COLUMNS,
@@ -82,6 +83,7 @@ class Economics:
     saved_usd: float | None  # None: the ledger does not record savings
     fallback_rate: float
     escalation_rate: float
+    error_rate: float  # servings whose client got an error (every model failed, a stream cut)
     model_mix: dict[str, float]  # share of calls by model
     latency_ms: Spread
     tiers: list[Economics] = field(default_factory=list)  # per tier, in a feature row
@@ -318,6 +320,7 @@ class _Calculator:
             saved_usd=float(np.nansum(saved)) if self.data.records_savings else None,
             fallback_rate=_rate(merged.flag(FALLBACK)),
             escalation_rate=_rate(merged.flag(ESCALATED)),
+            error_rate=_rate(merged.flag(FAILED)),
             model_mix=dict(sorted(mix.items(), key=lambda item: -item[1])),
             latency_ms=_spread(merged.column("latency_ms")),
         )

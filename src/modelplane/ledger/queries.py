@@ -45,8 +45,8 @@ SERVING_COLUMNS = (
     "latency_ms",  # first request in to last answer out
     "saved_usd",  # what the cache saved; NaN when the ledger does not record it
 )
-CACHE_HIT, SEMANTIC_HIT, FALLBACK, ESCALATED, UNPRICED = 1, 2, 4, 8, 16
-_FLAG_SPAN = 32
+CACHE_HIT, SEMANTIC_HIT, FALLBACK, ESCALATED, UNPRICED, FAILED = 1, 2, 4, 8, 16, 32
+_FLAG_SPAN = 64
 _DAY = 86400
 _KEY_SEPARATOR = "\x1f"  # between feature and tier in the group key (ASCII unit separator)
 _TOKENS = sqlite_report.TOKENS
@@ -424,6 +424,8 @@ def _bits(s: sa.TableClause, combine: Any) -> sa.ColumnElement[Any]:
         (s.c.fallback_depth > (s.c.cascade_escalations if "cascade_escalations" in s.c else 0), FALLBACK),
         (s.c.status == "escalated", ESCALATED),
         (s.c.cost_usd.is_(None), UNPRICED),
+        # An upstream failure the client got as an error (5xx, a cut stream); refused requests are not servings.
+        (s.c.error_class.is_not(None), FAILED),
     )
     terms = [combine(sa.case((test, bit), else_=0)) for test, bit in tests]
     total: sa.ColumnElement[Any] = terms[0]
