@@ -55,3 +55,11 @@ def test_the_learned_bar_is_on_the_probability_and_a_guard_rule_always_refuses()
     refused = weigh(0.3, 0.64, GuardVerdict(ok=False, reason="negation"))
     assert (refused.accept, refused.reason, refused.score) == (False, "guard:negation", 0.3)
     assert weigh(0.63, 0.64, GuardVerdict(ok=True)).reason == "below_threshold"
+
+
+def test_the_default_bar_follows_the_configured_embedder() -> None:
+    from modelplane.cache.semantic import COSINE_THRESHOLD, LEARNED_THRESHOLD, default_threshold
+
+    assert default_threshold("wordllama") == default_threshold("wordllama:256") == LEARNED_THRESHOLD
+    for other in ("wordllama:64", "sentence-transformers:all-MiniLM-L6-v2", "model:embed"):
+        assert default_threshold(other) == COSINE_THRESHOLD

@@ -40,6 +40,14 @@ margin); bench/README.md has the trade-off."""
 COSINE_THRESHOLD = 0.73
 """The default bar on the cosine with any other embedder (cosine + the guard's rules), chosen the same way."""
 
+
+def default_threshold(embedder: str) -> float:
+    """The bar a feature's semantic cache has when its config sets none, for a `cache.embedder`
+    value: the learned scorer's with wordllama-256 (the default), else the cosine's."""
+    kind, _, dim = embedder.partition(":")
+    return LEARNED_THRESHOLD if kind == "wordllama" and dim in ("", "256") else COSINE_THRESHOLD
+
+
 _SEP = "\x1f"
 # What a stored question's guard facts and bookkeeping cost in memory, beyond its text (measured by
 # the benchmark's RSS reading: about 2.5 KB per entry for Quora-length questions).

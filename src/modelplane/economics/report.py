@@ -374,8 +374,14 @@ class _Calculator:
             cache=fit_cache_curve(np.bincount(days), np.bincount(days, weights=hit.astype(np.float64))),
             usage={m: Usage(*t) for m, t in usage.items()},
             model_cost=dict(model_cost),
-            threshold=semantic.threshold if semantic else None,
+            threshold=None if semantic is None else _threshold(semantic.threshold, self.config.cache.embedder),
         )
+
+
+def _threshold(configured: float | None, embedder: str) -> float:
+    from modelplane.cache.semantic import default_threshold
+
+    return configured if configured is not None else default_threshold(embedder)
 
 
 def _spread(values: FloatArray) -> Spread:
