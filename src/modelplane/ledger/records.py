@@ -67,7 +67,7 @@ class ServingRecord:
     ttft_ms: float | None = None
     config_version: str = ""
     saved_usd: float | None = None  # a cache hit: what the original serving cost
-    cache_score: float | None = None  # a semantic lookup: the best similarity found
+    cache_score: float | None = None  # a semantic lookup: what its bar was checked against (learned P, or cosine)
     # why the cache answered or not: exact, semantic, miss, no_entries, below_threshold, guard:<why>,
     # not_cacheable; None when the feature has no cache (see serving/cache.py)
     cache_reason: str | None = None
