@@ -190,3 +190,15 @@ features:
         "features.wrong-shape.route.deterministic_fallback: does not match the feature's output schema: "
         "$: 'reply' is a required property",
     ]
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_last_wins() -> None:
+    text = "models:\n  small: {provider: openai}\n  large: {provider: openai}\n  small: {provider: openai}\n"
+    assert issues_of(text) == ["line 4, column 3: not valid YAML: duplicate key 'small' (first on line 2)"]
+    # A merge may bring in a key the mapping then overrides: that is what `<<:` is for.
+    merged = CONFIG.replace(
+        "  small: {provider: openai, price: {input: 1, output: 1}}\n",
+        "  small: &d {provider: openai, price: {input: 1, output: 1}}\n  large: {<<: *d, name: gpt-x}\n",
+    )
+    config = parse_config(merged.replace("output: {json_schema: schemas/reply.json}", ""), env={"OPENAI_API_KEY": "k"})
+    assert config.models["large"].name == "gpt-x" and config.models["large"].provider == "openai"

@@ -33,6 +33,30 @@ def _date_as_text(loader: _Loader, node: yaml.Node) -> str:
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_as_text)
 
+
+def _mapping_once(loader: _Loader, node: yaml.Node) -> dict[Any, Any]:
+    """A mapping whose keys are all different: YAML would keep the last of two `small:` entries and
+    drop the first without a word, which in a config is always a mistake."""
+    assert isinstance(node, yaml.MappingNode)
+    first: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # keys a `<<:` merge brings in may be overridden: that is what merges are for
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool):
+            continue
+        if key in first:
+            line = first[key].start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {line})", key_node.start_mark
+            )
+        first[key] = key_node
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node, deep=True))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _mapping_once)
+
 EMBEDDED_DEFAULT_YAML = """\
 # The embedded default: the bundled local model, a SQLite ledger under $MODELPLANE_HOME,
 # no API keys, so the gateway only listens on 127.0.0.1.
