@@ -38,6 +38,9 @@ def figures(charts: Charts) -> list[tuple[str, go.Figure]]:
         ]
     )
     cost.update_layout(title="Cost per serving over time", yaxis_title="USD per serving")
+    # Days, never hours or milliseconds: plotly zooms a single day's point down to ms ticks.
+    days = len({d for s in charts.cost_over_time.values() for d, _ in s})
+    cost.update_xaxes(type="date", tickformat="%Y-%m-%d", title="day (UTC)", dtick=86_400_000 if days <= 14 else None)
     tiers = list(charts.margin_by_tier)
     margin = go.Figure([go.Bar(x=tiers, y=[charts.margin_by_tier[t] or 0.0 for t in tiers])])
     margin.update_layout(title="Gross margin per serving by tier", yaxis_title="USD per serving")
