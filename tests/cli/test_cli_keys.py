@@ -66,3 +66,15 @@ def test_a_tier_the_config_does_not_declare_is_refused(tmp_path: Path) -> None:
     code, out, err = run("keys", "new", "--tenant", "acme", "--config", str(config))
     assert code == 2 and not out
     assert "the config has several tiers (free, pro)" in err
+
+
+def test_a_tenant_name_with_yaml_syntax_is_quoted_in_the_entry(tmp_path: Path) -> None:
+    config = tmp_path / "modelplane.yaml"
+    config.write_text(CONFIG + "tiers: {pro: {}}\n")
+    code, out, err = run("keys", "new", "--tenant", "acme, inc: eu", "--config", str(config))
+    assert code == 0, err
+    entry = re.search(r"entry: (- \{.*\})", out)
+    assert entry is not None and 'tenant: "acme, inc: eu"' in entry[1]
+    config.write_text(config.read_text() + f"keys:\n  {entry[1]}\n")
+    code, out, err = run("config", "check", "--config", str(config))
+    assert code == 0, err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 
 import typer
@@ -26,7 +28,8 @@ def new(
     tier = _tier(tier, list(read_config(config, secrets=False).config.tiers))
     key = "mp-" + secrets.token_urlsafe(32)
     console.print(f"key:   {key}", markup=False)
-    console.print(f'entry: - {{hash: "{hash_key(key)}", tenant: {tenant}, tier: {tier}}}', markup=False)
+    entry = f'- {{hash: "{hash_key(key)}", tenant: {_yaml_text(tenant)}, tier: {_yaml_text(tier)}}}'
+    console.print(f"entry: {entry}", markup=False)
 
 
 def _tier(tier: str | None, tiers: list[str]) -> str:
@@ -45,3 +48,15 @@ def _tier(tier: str | None, tiers: list[str]) -> str:
 def hash_(key: str = typer.Argument(..., help="The key to hash.")) -> None:
     """Print the `sha256:…` form of KEY for the config."""
     console.print(hash_key(key), markup=False)
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = frozenset(["true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"])
+
+
+def _yaml_text(value: str) -> str:
+    """`value` as YAML reads it back: plain when it is a simple name, else a quoted string (a tenant
+    called `acme, inc: eu` or `no` must not break the entry or turn into something else)."""
+    if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value, ensure_ascii=False)
