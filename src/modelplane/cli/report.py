@@ -12,7 +12,14 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
-from modelplane.cli.common import ConfigOption, console, existing_ledger, exits_on_error, read_config, writing
+from modelplane.cli.common import (
+    ConfigOption,
+    console,
+    existing_ledger,
+    exits_on_error,
+    read_config,
+    writing,
+)
 from modelplane.config.schema import Config
 from modelplane.economics.charts import charts_from_report, render_page
 from modelplane.economics.projection import GRAMMAR, ProjectionPoint, parse_what_if
@@ -105,6 +112,9 @@ def _report(
         raise UsageError("--since is not before --until", "swap them, or widen the window")
     for phrase in what_ifs:
         parse_what_if(phrase)  # a typo ends the command before the ledger is read
+    if out is not None:
+        with writing(out):  # its folder exists and can be written: found out before the ledger is read
+            pass
     loaded = read_config(config_path, secrets=False)  # reads the ledger only: no provider secret needed
     result = asyncio.run(_build(existing_ledger(loaded), loaded.config, where, loaded.version, what_ifs, reprice))
     _check_names(result, loaded.config, features, tiers)
