@@ -101,6 +101,7 @@ def test_the_cache_makes_a_rerun_free(workdir: Path, hello_upstream: ScriptedUps
         (["eval", "run", "passing.yaml", "--run-id", "../x"], "invalid run id"),
         (["eval", "run", "other-target.yaml"], "the config has no feature 'nope'"),
         (["eval", "show", "nope"], "no eval run 'nope'"),
+        (["eval", "list", "--runs-dir", "no-such-dir"], "no runs folder at no-such-dir"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(workdir: Path, args: list[str], message: str) -> None:

@@ -339,6 +339,8 @@ def list_runs(
 
     import orjson
 
+    if runs_dir is not None and not runs_dir.is_dir():  # a typo, not an empty history
+        raise UsageError(f"no runs folder at {runs_dir}", "pass the --runs-dir that `eval run` wrote to")
     infos = _store(runs_dir).list()
     if as_json:
         for info in infos:
