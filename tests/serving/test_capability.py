@@ -58,6 +58,7 @@ models:
 features:
   local-only: {{route: {{models: [local-small]}}}}
   with-fallback: {{route: {{models: [remote-model], fallback: [local-small]}}}}
+  local-first: {{route: {{models: [local-small], fallback: [remote-model]}}}}
   validated: {{route: {{models: [remote-model]}}, output: {{json_schema: {{type: object}}}}}}
 resilience: {{retry: {{attempts: 1}}}}
 """
@@ -154,3 +155,23 @@ async def test_several_choices_where_one_is_validated_is_a_400(gateway: Gateway,
         await pipeline.chat(gateway, ask("validated", n=3))
     assert caught.value.param == "n" and "validates its output" in caught.value.message
     assert remote.count() == 0
+
+
+async def test_a_model_skipped_for_what_it_cannot_give_is_not_a_step_down_the_chain(
+    gateway: Gateway, remote: ScriptedUpstream, local: UnloadedLocal
+) -> None:
+    remote.script(ok("a cat"))
+    content = [{"type": "text", "text": "what is this?"}, IMAGE]
+    outcome = await pipeline.chat(gateway, ask("local-first", content))
+    # The first model that could answer did: not a fallback (a model failing), so the report does not count it.
+    assert outcome.headers["x-modelplane-model"] == "remote-model" and local.asked == []
+    assert outcome.headers["x-modelplane-fallback"] == "0"
+
+
+async def test_a_requests_own_json_format_with_several_choices_is_served(
+    gateway: Gateway, remote: ScriptedUpstream
+) -> None:
+    # Only a feature's own output check is limited to one choice; OpenAI serves n > 1 with JSON mode.
+    remote.script(ok('{"a": 1}'))
+    outcome = await pipeline.chat(gateway, ask("with-fallback", n=2, response_format={"type": "json_object"}))
+    assert outcome.headers["x-modelplane-model"] == "remote-model" and remote.last.json["n"] == 2

@@ -71,7 +71,8 @@ class Invoker:
         deadline = None if feature.deadline is None else serving.started + feature.deadline
         wanted = needs(body)
         require(chain, wanted)
-        if spec is not None or cascade is not None:
+        if (spec is not None and spec.source == "feature") or cascade is not None:
+            # A request's own response_format with n > 1 is served as before: its first choice is checked.
             one_choice(body, "validates its output" if spec is not None else "is a cascade")
         streamed = bool(body.get("stream"))
         usage_asked = ChatRequest(body, "").include_usage
@@ -85,9 +86,11 @@ class Invoker:
         invalid: InvalidOutput | None = None  # the last answer that failed validation, if any did
         rejected: tuple[int, Model, Answer] | None = None  # a cascade's last answer that failed its checks
         refused: list[int] = []  # the depths whose answers a cascade's checks refused
-        for depth, model in enumerate(chain):
+        tried = 0  # models asked so far: one skipped for what it cannot give is no step down the chain
+        for position, model in enumerate(chain):
             if wanted and unmet(model, wanted) is not None:
                 continue  # it would drop part of the request (`require` made sure some model would not)
+            depth, tried = tried, tried + 1
             serving.fallback_depth = depth
             asked = hinted if hinted is not None and _follows_schema(model) else sent
             try:
@@ -97,7 +100,7 @@ class Invoker:
                 if cascade is None:
                     return reply if spec is None else _replay(reply, streamed, usage_asked)
                 assert isinstance(reply, Answer)  # cascades ask unstreamed
-                if await cascade.accepts(self, serving, model, reply, depth, spec, body, version, deadline):
+                if await cascade.accepts(self, serving, model, reply, position, spec, body, version, deadline):
                     serving.cascade_escalations = len(refused)
                     return _replay(cascade.finish(reply, body), streamed, usage_asked)
                 rejected = (depth, model, reply)
@@ -118,7 +121,7 @@ class Invoker:
             await escalate(invalid.message, invalid.last_output)
         text = feature.route.deterministic_fallback
         if text is not None:
-            serving.fallback_depth = len(chain)
+            serving.fallback_depth = tried
             serving.model = "deterministic"
             return _replay(deterministic_answer(text), streamed, usage_asked)
         raise _failure(errors)
