@@ -20,6 +20,7 @@ training data no pair below the floor scores near any usable threshold).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -260,6 +261,26 @@ class PairScorer:
 
 
 def shipped_scorer(name: str, word_vectors: WordVectors) -> PairScorer | None:
-    """The shipped scorer when embedder `name` is the one it was trained on, else None (cosine + rules)."""
-    scorer = PairScorer.load(word_vectors)
-    return scorer if scorer.embedder == name else None
+    """The shipped scorer when embedder `name` is the one it was trained on, else None (cosine + rules).
+
+    The model file is read and its trees built once per process (~30 ms), not per cache a reload makes."""
+    model = _shipped_model()
+    if model["embedder"] != name:
+        return None
+    return PairScorer(_shipped_trees(), word_vectors, float(model["floor"]), str(model["embedder"]))
+
+
+@functools.cache
+def _shipped_model() -> dict[str, Any]:
+    model: dict[str, Any] = json.loads(
+        resources.files("modelplane.cache").joinpath(MODEL_FILE).read_text(encoding="utf-8")
+    )
+    if model.get("format") != FORMAT or tuple(model["features"]) != FEATURES:
+        raise ValueError(f"the shipped {MODEL_FILE} does not match this version's {FORMAT} features")
+    return model
+
+
+@functools.cache
+def _shipped_trees() -> Trees:
+    model = _shipped_model()
+    return Trees.from_nodes(model["trees"], float(model["baseline"]))
