@@ -154,7 +154,10 @@ class LedgerStore:
         an advisory lock in `migrate`)."""
         with contextlib.ExitStack() as held:
             if self._migrate_lock is not None:
-                await asyncio.to_thread(held.enter_context, exclusive(self._migrate_lock))  # wait off the loop
+                # Wait off the loop. A folder the lock file cannot be made in (a read-only copy of a
+                # ledger being reported on) is no reason to fail: a ledger there is not migrating.
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(held.enter_context, exclusive(self._migrate_lock))
             async with self.engine.begin() as conn:
                 await migrate(conn)
 
