@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from modelplane.ledger import CallRecord, LedgerStore, ServingRecord, queries, sqlite_report
 from modelplane.ledger.queries import REFUSED, Names, ReportData, ReportFilter, ServingColumns, report_data
@@ -320,3 +321,23 @@ async def test_a_serving_just_before_midnight_utc_counts_on_its_own_day(store: L
     [group] = data.servings
     midnight = int(T0) // 86_400
     assert sorted(group.days().tolist()) == [midnight - 1, midnight, midnight]
+
+
+async def test_a_failing_statement_is_the_error_the_report_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LedgerStore.from_url(f"sqlite:///{tmp_path}/ledger.db")
+    await store.open()
+    try:
+        await store.write(ledger(seed=2))
+
+        def broken(*_: Any) -> Any:
+            return sa.text("SELECT no_such_column FROM servings")
+
+        monkeypatch.setattr(sqlite_report, "_call_costs", broken)
+        with pytest.raises(Exception, match="no_such_column"):
+            await report_data(store, ReportFilter(), names=KNOWN)
+        monkeypatch.undo()
+        assert (await report_data(store, ReportFilter(), names=KNOWN)).servings  # the store still works
+    finally:
+        await store.close()

@@ -169,31 +169,46 @@ async def read(
         (costs,) = await run(compile_sql(_call_costs(src, last_call)), _floats(1))
         return floats, costs
 
-    requests_read = _start(
-        columns(
-            [
-                (_request_integers(src, lo, hi), _columns(names.features, names.tiers))
-                for lo, hi in _chunks(last_request)
-            ]
-        ),
-        parallel,
-    )
-    calls_read = _start(
-        columns([(_call_integers(src, lo, hi), _columns(names.models)) for lo, hi in _chunks(last_call)]), parallel
-    )
-    rows_read = _start(rows(), parallel)
-    requests = await requests_read
-    # The last columns are lists of rowids (group_concat skips NULLs): requests whose id differs from
-    # their serving id, then the routed requests.
-    routed = requests.columns.pop().size if src.routed is not None else 0
-    candidates = requests.columns.pop()
-    repeated_read = _start(run(compile_sql(_repeated(src, last_request, candidates)), list), parallel)
-    calls, (floats, costs) = await calls_read, await rows_read
-    if not src.saved:
-        floats.append(np.full(requests.columns[0].size, np.nan))
-    model_calls = await asyncio.to_thread(_model_calls, requests, calls, costs)  # while the grouping query runs
-    servings = await asyncio.to_thread(_servings, requests, floats, await repeated_read)
-    return Groups(servings, model_calls, routed)
+    running: list[Awaitable[Any]] = []
+
+    def start(job: Awaitable[T], parallel: bool) -> Awaitable[T]:
+        running.append(started := _start(job, parallel))
+        return started
+
+    try:
+        requests_read = start(
+            columns(
+                [
+                    (_request_integers(src, lo, hi), _columns(names.features, names.tiers))
+                    for lo, hi in _chunks(last_request)
+                ]
+            ),
+            parallel,
+        )
+        calls_read = start(
+            columns([(_call_integers(src, lo, hi), _columns(names.models)) for lo, hi in _chunks(last_call)]), parallel
+        )
+        rows_read = start(rows(), parallel)
+        requests = await requests_read
+        # The last columns are lists of rowids (group_concat skips NULLs): requests whose id differs from
+        # their serving id, then the routed requests.
+        routed = requests.columns.pop().size if src.routed is not None else 0
+        candidates = requests.columns.pop()
+        repeated_read = start(run(compile_sql(_repeated(src, last_request, candidates)), list), parallel)
+        calls, (floats, costs) = await calls_read, await rows_read
+        if not src.saved:
+            floats.append(np.full(requests.columns[0].size, np.nan))
+        model_calls = await asyncio.to_thread(_model_calls, requests, calls, costs)  # while the grouping query runs
+        servings = await asyncio.to_thread(_servings, requests, floats, await repeated_read)
+        return Groups(servings, model_calls, routed)
+    except BaseException:
+        # One statement failed: let the others end before the caller closes their connections, so
+        # the first error is what the user sees, not a connection closed under a running query.
+        await asyncio.gather(*(job for job in running if isinstance(job, asyncio.Future)), return_exceptions=True)
+        for job in running:
+            if asyncio.iscoroutine(job):
+                job.close()  # never started (one shared connection: everything runs in turn)
+        raise
 
 
 def _start(job: Awaitable[T], parallel: bool) -> Awaitable[T]:
