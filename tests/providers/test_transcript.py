@@ -28,7 +28,9 @@ def every_split(text: str) -> list[list[str]]:
         (" Write one sentence.\nStudent: Write one sentence.", "length", "Write one sentence.", True),
         ("Two lines:\nthe second one.", "stop", "Two lines:\nthe second one.", False),
         ("Paris.\nThe end", "stop", "Paris.\nThe end", False),  # a capitalised line, not a label
-        ("a\nNote: b", "stop", "a", True),
+        ("a\nTeacher: b", "stop", "a", True),  # an invented speaker
+        ("a\nNote: b", "stop", "a\nNote: b", False),  # the answer's own label, not a speaker
+        ("1. x\nSteps: 2", "stop", "1. x\nSteps: 2", False),
         ("  \n ", "length", "", False),
     ],
 )

@@ -14,7 +14,13 @@ from typing import Any
 # llama.cpp stops on literal strings; these end the answer before the next turn or after a blank line.
 TRANSCRIPT_STOPS = ("\nUser:", "\nAssistant:", "\n\n")
 # Any speaker's label at the start of a line ends the answer too; it is found in the generated text.
-SPEAKER_LABEL = re.compile(r"\n[A-Z][a-z]+:")
+# Labels an answer uses for its own content ("Note:", "Step:") are not speakers and are kept.
+_CONTENT_LABELS = (
+    "Note|Notes|Example|Examples|Step|Steps|Tip|Tips|Warning|Caution|Important|Hint|Input|Output|Result|"
+    "Results|Summary|Explanation|Solution|Definition|Source|Sources|Total|Ingredients|Instructions|Reason|"
+    "Pros|Cons|Advantages|Disadvantages|Yes|No|Option|Options|Translation|Formula|Code|Error|Usage"
+)
+SPEAKER_LABEL = re.compile(rf"\n(?!(?:{_CONTENT_LABELS}):)[A-Z][a-z]+:")
 # A tail that may still grow into a speaker label: held back until it does or cannot.
 _LABEL_START = re.compile(r"\n(?:[A-Z][a-z]*)?\Z")
 
