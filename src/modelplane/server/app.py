@@ -115,7 +115,9 @@ def routing_error(endpoints: list[str]) -> Callable[[Request, Exception], Awaita
         if exc.status_code == 404:
             served = ", ".join(endpoints)
             return error_response(NotFound(f"Invalid URL ({asked}): the API serves {served}", code="not_found"))
-        return error_response(BadRequest(f"{asked}: {exc.detail}"))
+        error = BadRequest(f"{asked}: {exc.detail}")
+        error.status = exc.status_code  # whatever Starlette said, in OpenAI's shape: not every one is a 400
+        return error_response(error)
 
     return handler
 
