@@ -192,6 +192,11 @@ async def test_the_deterministic_answer_is_the_last_resort_never_a_5xx(
         assert content(outcome) == "A person will follow up."
         assert outcome.headers["x-modelplane-fallback"] == "1"
         assert outcome.headers["x-modelplane-model"] == "deterministic"
+        several = orjson.loads((await pipeline.chat(gateway, ask("f", n=2))).body or b"")["choices"]
+        assert [(c["index"], c["message"]["content"]) for c in several] == [
+            (0, "A person will follow up."),
+            (1, "A person will follow up."),
+        ]  # as many choices as asked for
         events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True)))
         assert events[0]["choices"][0]["delta"]["content"] == "A person will follow up."
         assert events[-1] == {"done": True}

@@ -123,7 +123,8 @@ class Invoker:
         if text is not None:
             serving.fallback_depth = tried
             serving.model = "deterministic"
-            return _replay(deterministic_answer(text), streamed, usage_asked)
+            n = body.get("n")
+            return _replay(deterministic_answer(text, n if isinstance(n, int) and n > 1 else 1), streamed, usage_asked)
         raise _failure(errors)
 
     async def _validated(
