@@ -176,7 +176,7 @@ def _economics_tables(report: Report) -> list[Table]:
         ),
         ("tokens per serving (mean / p50 / p95)", ("input", "cached input", "output"), _tokens),
         (
-            "cache, fallbacks, escalations, latency",
+            "cache, fallbacks, escalations, errors, latency",
             ("cache hit", "saved", "fallback", "escalated", "errors", "latency p50", "latency p95"),
             _operations,
         ),
