@@ -136,10 +136,9 @@ class LedgerStore:
         """A store for `sqlite:///path.db` or `postgresql://user@host:port/db`."""
         async_url = _async_url(url)
         if async_url.get_backend_name() == "sqlite":
-            database = async_url.database or ":memory:"
-            if database == ":memory:":
+            path = sqlite_file(url)
+            if path is None:  # in memory
                 return cls(_sqlite_engine(async_url))
-            path = Path(database).expanduser()
             appender = SqliteAppender(path, _SERVING_NAMES, _CALL_NAMES)
             return cls(_sqlite_engine(async_url), appender, path.with_name(path.name + ".migrate.lock"))
         dsn = async_url.set(drivername="postgresql").render_as_string(hide_password=False)
