@@ -101,6 +101,20 @@ def test_bad_router_file_exits_2(tmp_path: Path) -> None:
     assert code == 2 and "no such router file" in stderr
 
 
+def test_data_takes_several_files_after_one_flag(tmp_path: Path) -> None:
+    """`--data a.csv b.csv` — what `--data *.csv` expands to — reads both, like `--data a.csv --data b.csv`."""
+    out = tmp_path / "r.json"
+    code, stdout, stderr = invoke("train", "--data", A, B, *COLUMNS, "--out", str(out), *SMALL_PENALTIES)
+    assert code == 0, stderr
+    assert "(42 prompts" in stdout
+    assert json.loads(out.read_text())["info"]["data"] == ["outcomes_a.csv", "outcomes_b.csv"]
+    code, stdout, stderr = invoke("eval", "--router", str(out), "--data", A, B, "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["prompts"] == 42
+    code, _, stderr = invoke("eval", "--router", str(out))
+    assert code == 2 and "no data to measure the router on" in stderr
+
+
 def test_train_bad_input_exits_2(tmp_path: Path) -> None:
     out = str(tmp_path / "r.json")
     code, _, stderr = invoke("train", "--data", A, "--weak", "weak-model", "--strong", "gone", "--out", out)

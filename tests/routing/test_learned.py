@@ -14,7 +14,7 @@ from modelplane.errors import ConfigError, UsageError
 from modelplane.routing.data import Outcomes, outcomes_from_rows, read_outcomes_csv
 from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, text_features
 from modelplane.routing.metrics import evaluate
-from modelplane.routing.train import TrainOptions, embed_prompts, train_router
+from modelplane.routing.train import TrainOptions, embed_prompts, routed_accuracy_area, train_router
 
 DATA = Path(__file__).parent / "data"
 FILES = [DATA / "outcomes_a.csv", DATA / "outcomes_b.csv"]
@@ -41,7 +41,7 @@ def test_router_sends_the_hard_prompts_to_the_strong_model(trained: tuple[Learne
     assert ((scores >= 0) & (scores <= 1)).all()
     needs_strong = data.strong_ok & ~data.weak_ok
     assert scores[needs_strong].min() > scores[data.weak_ok & data.strong_ok].max()
-    assert evaluate(scores, data.weak_ok, data.strong_ok).apgr > 0.75  # random: 0.5, oracle: 0.80
+    assert evaluate(scores, data.weak_ok, data.strong_ok).apgr > 0.7  # random: 0.5, oracle: 0.80
     assert router.score(data.prompts[0], vectors[0]) == pytest.approx(scores[0])
 
 
@@ -59,6 +59,46 @@ def test_held_out_file_is_routed_by_what_it_learned(embedder: WordLlamaEmbedder)
     assert evaluate(scores, test.weak_ok, test.strong_ok).apgr > 0.7  # random: 0.5, oracle: 0.75
 
 
+def test_hopeless_prompts_go_to_the_weak_model(embedder: WordLlamaEmbedder) -> None:
+    """The gain curve: the strong model is worth its price on middling prompts, not on ones both models fail.
+
+    A monotone "harder → strong" router would rank the prompts no model answers first.
+    """
+    easy = [f"What is {a} plus {a}? Answer with a number." for a in range(1, 41)]
+    middling = [f"Compute ({a} * 17 - 3^3) / 3 and give the remainder when divided by 19." for a in range(100, 140)]
+    hopeless = [
+        f"Prove or refute conjecture number {a} of the open problems list, citing every lemma, "
+        f"with a complete formal derivation from first principles and all intermediate steps in full detail."
+        for a in range(40)
+    ]
+    rows = [{"prompt": p, "weak_ok": True, "strong_ok": True} for p in easy]
+    rows += [{"prompt": p, "weak_ok": False, "strong_ok": True} for p in middling]
+    rows += [{"prompt": p, "weak_ok": False, "strong_ok": False} for p in hopeless]
+    data = Outcomes.of(outcomes_from_rows(rows))
+    vectors = embed_prompts(embedder, data.prompts)
+    router = train_router(
+        data, vectors, embedder=embedder.name, embedder_spec=EmbedderSpec(), options=TrainOptions(1.0, 1.0)
+    )
+    scores = router.score_many(data.prompts, vectors)
+    easy_s, middling_s, hopeless_s = scores[:40], scores[40:80], scores[80:]
+    # 120 prompts: the curve is smoothed over ~30 of them, so the kinds overlap at their edges only.
+    assert np.median(middling_s) > max(np.percentile(easy_s, 95), np.percentile(hopeless_s, 95))
+    assert hopeless_s.mean() < 0.65 < middling_s.mean()  # little gain expected where both models fail
+    ranks = router.difficulty_rank(data.prompts, vectors)
+    assert ranks[80:].max() < ranks[40:80].min() and ranks[40:80].max() < ranks[:40].min()
+
+
+def test_routed_accuracy_area() -> None:
+    weak = np.array([True, False, False, True])
+    strong = np.array([True, True, False, False])
+    best = routed_accuracy_area(np.array([0.1, 0.9, 0.5, 0.0]), weak, strong)
+    worst = routed_accuracy_area(np.array([0.9, 0.0, 0.5, 1.0]), weak, strong)
+    # Best first: the only-strong prompt, then the both-fail one, then the others; the accuracy curve
+    # runs 0.5 → 0.75 → 0.75 → 0.75 → 0.5 over five shares of strong calls.
+    assert best == pytest.approx((0.625 + 0.75 + 0.75 + 0.625) / 4)
+    assert worst < best
+
+
 def test_save_load_roundtrip(tmp_path: Path, trained: tuple[LearnedRouter, Outcomes, np.ndarray]) -> None:
     router, data, vectors = trained
     path = tmp_path / "router.json"
@@ -69,9 +109,10 @@ def test_save_load_roundtrip(tmp_path: Path, trained: tuple[LearnedRouter, Outco
     assert loaded.embedder_spec == EmbedderSpec(kind="wordllama", dim=256)
     np.testing.assert_allclose(loaded.score_many(data.prompts, vectors), router.score_many(data.prompts, vectors))
     document = json.loads(path.read_text())
-    assert document["format_version"] == 2 and document["text_features"] == list(TEXT_FEATURES)
+    assert document["format_version"] == 3 and document["text_features"] == list(TEXT_FEATURES)
+    assert len(document["gain_curve"]) == 201 and 0.01 <= document["info"]["bandwidth"] <= 1
     # The version is the content: a different router has a different one.
-    document["bias"][0] += 1
+    document["intercepts"][0] += 1
     path.write_text(json.dumps(document))
     assert LearnedRouter.load(path).version != router.version
 
@@ -91,13 +132,15 @@ def test_threshold_for_share_is_monotonic(trained: tuple[LearnedRouter, Outcomes
         ('{"format": "something-else"}', "not a router file"),
         ('{"format": "modelplane-router", "format_version": 99}', "format version 99"),
         (
-            '{"format": "modelplane-router", "format_version": 2, "target": "strong_minus_weak", '
+            '{"format": "modelplane-router", "format_version": 3, "target": "gain_over_difficulty", '
             '"text_features": ["x"]}',
             "other features",
         ),
         # A version-1 file (16 text features) says what changed and what to do.
         ('{"format": "modelplane-router", "format_version": 1}', "version 1 (16 text features)"),
         ('{"format": "modelplane-router", "format_version": 1}', "retrain it with `modelplane router train`"),
+        # So does a version-2 file (two per-model heads).
+        ('{"format": "modelplane-router", "format_version": 2}', "version 2 (two per-model heads, no gain curve)"),
     ],
 )
 def test_bad_router_files(tmp_path: Path, content: str, reason: str) -> None:
@@ -114,7 +157,7 @@ def test_damaged_and_missing_router_files(tmp_path: Path, trained: tuple[Learned
     router = trained[0]
     router.save(tmp_path / "r.json")
     document = json.loads((tmp_path / "r.json").read_text())
-    document["weights"][0] = document["weights"][0][:-1]
+    document["weights"] = document["weights"][:-1]
     (tmp_path / "r.json").write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="damaged"):
         LearnedRouter.load(tmp_path / "r.json")

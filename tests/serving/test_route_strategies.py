@@ -295,8 +295,8 @@ def write_router(path: Path) -> None:
     from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter
 
     width = 256 + len(TEXT_FEATURES)
-    weights = np.zeros((2, width))
-    weights[0, 256], weights[1, 256] = 1.0, -1.0  # log_chars: long prompts need the strong model
+    weights = np.zeros(width)
+    weights[256] = -1.0  # log_chars: the longer the prompt, the harder (the lower its ease index)
     router = LearnedRouter(
         embedder="wordllama/l2_supercat-256",
         embedder_spec=EmbedderSpec("wordllama"),
@@ -304,7 +304,9 @@ def write_router(path: Path) -> None:
         mean=np.zeros(width),
         scale=np.ones(width),
         weights=weights,
-        bias=np.array([-3.0, 3.0]),
+        intercepts=np.array([1.0, 0.0]),
+        levels=np.linspace(-6, 0, 11),  # ease indices from log_chars 6 (hardest) to 0
+        curve=np.linspace(1, -1, 201),  # the strong model gains on the hardest, loses on the easiest
         quantiles=np.linspace(0, 1, 11),
     )
     router.save(path)

@@ -10,7 +10,14 @@ from typing import Annotated, cast
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from modelplane.cli.common import (
@@ -34,8 +41,12 @@ from modelplane.routing.train import TrainOptions, embed_prompts, train_router
 
 app = typer.Typer(help="Train a learned router and measure it (APGR, CPT, cost saved).", no_args_is_help=True)
 
-_DATA_HELP = "CSV with a prompt column and a True/False column per model (repeatable)."
-DataOption = Annotated[list[Path], typer.Option("--data", "-d", metavar="FILE", help=_DATA_HELP)]
+_DATA_HELP = "CSV with a prompt column and a True/False column per model; more files may follow (--data *.csv)."
+DataOption = Annotated[list[Path] | None, typer.Option("--data", "-d", metavar="FILE...", help=_DATA_HELP)]
+# The files after the first: `--data a.csv b.csv` (what a shell glob gives) as well as `--data a.csv --data b.csv`.
+MoreData = Annotated[
+    list[Path] | None, typer.Argument(metavar="[FILE]...", help="More data files.", show_default=False)
+]
 _WEAK_HELP = "Column of the weak (cheap) model's outcomes."
 _STRONG_HELP = "Column of the strong model's outcomes."
 
@@ -44,7 +55,8 @@ _STRONG_HELP = "Column of the strong model's outcomes."
 @exits_on_error
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Router file to write (JSON).")],
-    data: Annotated[list[Path] | None, typer.Option("--data", "-d", metavar="FILE", help=_DATA_HELP)] = None,
+    data: DataOption = None,
+    more: MoreData = None,
     weak: Annotated[str | None, typer.Option(help=_WEAK_HELP)] = None,
     strong: Annotated[str | None, typer.Option(help=_STRONG_HELP)] = None,
     from_ledger: Annotated[
@@ -66,7 +78,8 @@ def train(
     if feature is not None and not from_ledger:
         fail("--feature picks the ledger's servings", "add --from-ledger, or leave out --feature")
     ledger = (config, feature) if from_ledger else None
-    _train(data or [], weak, strong, ledger, out, prompt_column, holdout or [], TrainOptions(embedding_l2, text_l2))
+    files = [*(data or []), *(more or [])]
+    _train(files, weak, strong, ledger, out, prompt_column, holdout or [], TrainOptions(embedding_l2, text_l2))
 
 
 def _train(
@@ -92,9 +105,19 @@ def _train(
     vectors = _embed(embedder, data.prompts)
     info = {"weak": weak, "strong": strong, "data": [f.name for f in files], "ledger": ledger is not None}
     info["holdout"] = holdout
-    router = train_router(
-        training, vectors[~held], embedder=embedder.name, embedder_spec=EmbedderSpec(), options=options, info=info
-    )
+    fits = max(2, min(options.inner_folds, len(training))) + 1  # the cross-fitted models and the final one
+    columns = (TextColumn("fitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("fit", total=fits)
+        router = train_router(
+            training,
+            vectors[~held],
+            embedder=embedder.name,
+            embedder_spec=EmbedderSpec(),
+            options=options,
+            info=info,
+            progress=lambda n: progress.advance(task, n),
+        )
     with writing(out):
         router.save(out)
     console.print(f"router {router.version} → {out} ({len(training)} prompts, {embedder.name})")
@@ -148,7 +171,8 @@ async def _judged(url: str, feature: str | None) -> list[Outcome]:
 @app.command("eval")
 def eval_(
     router_path: Annotated[Path, typer.Option("--router", "-r", help="Router file (from `router train`).")],
-    data: DataOption,
+    data: DataOption = None,
+    more: MoreData = None,
     weak: Annotated[str | None, typer.Option(help=f"{_WEAK_HELP} [default: the one it was trained on]")] = None,
     strong: Annotated[str | None, typer.Option(help=f"{_STRONG_HELP} [default: the one it was trained on]")] = None,
     prompt_column: Annotated[str, typer.Option(help="Column of the prompts.")] = "prompt",
@@ -163,7 +187,7 @@ def eval_(
 ) -> None:
     """APGR, CPT(50/80/95 %) and the cost saved at 95 % of the strong model's quality, on outcome data."""
     exits_on_error(_eval)(
-        router_path, data, weak, strong, prompt_column, (weak_price, strong_price),
+        router_path, [*(data or []), *(more or [])], weak, strong, prompt_column, (weak_price, strong_price),
         (config, weak_model, strong_model, input_tokens, output_tokens), as_json,
     )  # fmt: skip
 
@@ -178,6 +202,8 @@ def _eval(
     priced_by: tuple[Path | None, str | None, str | None, int, int],
     as_json: bool,
 ) -> None:
+    if not files:
+        raise UsageError("no data to measure the router on", "pass --data FILE...")
     router = load_router(router_path)
     weak = weak or str(router.info.get("weak") or "")
     strong = strong or str(router.info.get("strong") or "")

@@ -1,21 +1,33 @@
-"""The learned router: from a prompt's embedding and a few cheap text features, how much the strong model is needed.
+"""The learned router: from a prompt's embedding and a few cheap text features, how much the strong model gains.
 
-The model is two logistic regressions over the same features (numpy only; see train.py),
-one for P(the strong model answers well), one for P(the weak model does). The score is
-(1 + P(strong ok) - P(weak ok)) / 2, in [0, 1]: above 0.5 the strong model is expected to
-do better, and ranking by it sends first the prompts where the strong model gains most —
-a prompt both models fail (or both pass) gains nothing from the strong model, so predicting
-only "the weak model will fail" routes hard-for-everyone prompts for nothing.
+A router has two parts (numpy only; fitted by train.py):
 
-It is kept in one small JSON file
-that a feature's route config points to. The file carries a format version, the embedder
-it was trained with (name, kind, dim: vectors from another embedder mean nothing to it),
-the text features in order, the standardisation and the weights, and the quantiles of
+1. A **difficulty model**: one logistic regression over the features, fitted on *both*
+   models' outcomes at once (one intercept per model, the weights shared), so it learns how
+   hard a prompt is from twice the labels. A prompt's difficulty index is its linear score.
+2. A **gain curve**: the measured gain of the strong model (strong ok - weak ok, in -1..1) as
+   a function of where a prompt's difficulty falls among the training prompts (its rank,
+   0 = hardest, 1 = easiest). It is estimated on cross-fitted ranks (each training prompt
+   ranked by a difficulty model that did not see its group) and smoothed with a Gaussian
+   kernel whose width is picked by validation inside the training data.
+
+The score is (1 + gain) / 2, in [0, 1]: above 0.5 the strong model is expected to do better.
+The curve is what makes the router work on prompts unlike its training data: the strong
+model gains most on prompts of middling-to-high difficulty, little on easy ones (both
+answer) and nothing on the hardest (both fail), and a monotone "harder → strong" rule sends
+the hopeless prompts to the expensive model for nothing. On RouteLLM's MMLU outcomes, with
+whole subjects held out, this shape transfers; the subject-specific direction of two
+independent per-model heads (format 2) did not (bench/routing.py, bench/README.md).
+
+It is kept in one small JSON file that a feature's route config points to. The file carries
+a format version, the embedder it was trained with (name, kind, dim: vectors from another
+embedder mean nothing to it), the text features in order, the standardisation and the
+weights, the training prompts' difficulty quantiles and the gain curve, and the quantiles of
 its scores on the training prompts, so a threshold can be picked by the share of calls it
 sends to the strong model. Never a pickle: loading a router file runs no code.
 
-A decision is one dot product after embedding (a few µs): route to the strong model iff
-`score(text, vector) >= threshold`; the threshold lives in the route config.
+A decision is one dot product and two table look-ups after embedding (a few µs): route to
+the strong model iff `score(text, vector) >= threshold`; the threshold lives in the route config.
 """
 
 from __future__ import annotations
@@ -34,12 +46,17 @@ import numpy.typing as npt
 from modelplane.embeddings.base import EmbedderSpec
 from modelplane.errors import ConfigError, ConfigIssue
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "TEXT_FEATURES", "LearnedRouter", "text_features"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "TEXT_FEATURES", "LearnedRouter", "gain_on_grid", "rank_in", "text_features"]
 
 Floats = npt.NDArray[np.float64]
 FORMAT = "modelplane-router"
-FORMAT_VERSION = 2  # 1: the first 16 text features only (read no more: retrain)
-TARGET = "strong_minus_weak"  # two heads: P(strong ok) and P(weak ok); score = (1 + difference) / 2
+CURVE_POINTS = 201  # the gain curve, at ranks 0, 0.005, ..., 1
+FORMAT_VERSION = 3  # 1: 16 text features; 2: two per-model heads (read no more: retrain)
+TARGET = "gain_over_difficulty"  # one difficulty model, the strong model's gain along its ranks
+_RETIRED = {
+    1: "router format version 1 (16 text features)",
+    2: "router format version 2 (two per-model heads, no gain curve)",
+}
 
 # Character classes for the text features, looked up per UTF-8 byte (bytes >= 128 are non-ASCII).
 _OTHER, _DIGIT, _UPPER, _MATH, _NEWLINE, _NON_ASCII = range(6)
@@ -189,17 +206,28 @@ def _shape_features(text: str, stem: str, options: list[str]) -> list[float]:
     ]
 
 
-def score_from_logits(logits: Floats) -> Floats:
-    """Rows of (strong ok, weak ok) logits to scores: (1 + P(strong ok) - P(weak ok)) / 2."""
-    p = 1 / (1 + np.exp(-logits))
-    out: Floats = (1 + p[:, 0] - p[:, 1]) / 2
+def gain_on_grid(ranks: Floats, gains: Floats, bandwidth: float, points: int = CURVE_POINTS) -> Floats:
+    """The kernel-smoothed gain at `points` evenly spaced ranks in [0, 1] (Nadaraya-Watson, Gaussian kernel)."""
+    grid = np.linspace(0.0, 1.0, points)
+    weights = np.exp(-0.5 * ((grid[:, None] - ranks[None, :]) / bandwidth) ** 2)
+    total = weights.sum(axis=1)
+    mean = float(gains.mean()) if gains.size else 0.0
+    out: Floats = np.where(total > 1e-12, weights @ gains / np.maximum(total, 1e-12), mean)
+    return out
+
+
+def rank_in(values: Floats, levels: Floats) -> Floats:
+    """Where each value falls in a sorted sample's quantiles `levels` (evenly spaced), as a rank in [0, 1]."""
+    out: Floats = np.interp(values, levels, np.linspace(0.0, 1.0, levels.size))
     return out
 
 
 class LearnedRouter:
     """A trained router: `score` says how much one prompt needs the strong model (see the module docstring).
 
-    `weights` has one row per head (strong ok, weak ok) over the features; `bias` one per head.
+    `weights` is the difficulty model's weights over the (standardised) features and
+    `intercepts` its (strong, weak) intercepts; `levels` the training prompts' difficulty
+    quantiles (evenly spaced, ascending); `curve` the gain at evenly spaced ranks 0..1.
     """
 
     def __init__(
@@ -211,22 +239,29 @@ class LearnedRouter:
         mean: Floats,
         scale: Floats,
         weights: Floats,
-        bias: Floats,
+        intercepts: Floats,
+        levels: Floats,
+        curve: Floats,
         quantiles: Floats,
         info: Mapping[str, Any] | None = None,
     ) -> None:
         width = dim + len(TEXT_FEATURES)
-        if not (mean.shape == scale.shape == (width,) and weights.shape == (2, width) and bias.shape == (2,)):
-            raise ValueError(f"a router over {dim}-dim vectors needs {width} means and scales, 2x{width} weights")
+        if not (mean.shape == scale.shape == weights.shape == (width,) and intercepts.shape == (2,)):
+            raise ValueError(f"a router over {dim}-dim vectors needs {width} means, scales and weights, 2 intercepts")
+        if levels.ndim != 1 or levels.size < 2 or (np.diff(levels) < 0).any():
+            raise ValueError("the difficulty levels must be at least 2 ascending numbers")
+        if curve.ndim != 1 or curve.size < 2 or (np.abs(curve) > 1).any():
+            raise ValueError("the gain curve must be at least 2 numbers in [-1, 1]")
         self.embedder = embedder
         self.embedder_spec = embedder_spec
         self.dim = dim
-        self.mean, self.scale, self.weights, self.bias = mean, scale, weights, bias
-        self.quantiles = quantiles
+        self.mean, self.scale, self.weights, self.intercepts = mean, scale, weights, intercepts
+        self.levels, self.curve, self.quantiles = levels, curve, quantiles
         self.info: dict[str, Any] = dict(info or {})
-        # Folding the standardisation into the weights makes a decision one dot product.
-        self._w: Floats = (weights / scale).T
-        self._b: Floats = bias - weights @ (mean / scale)
+        # Folding the standardisation into the weights makes the difficulty index one dot product.
+        self._w: Floats = weights / scale
+        self._b = float(-weights @ (mean / scale))
+        self._grid: Floats = np.linspace(0.0, 1.0, curve.size)
         self._text = self._to_text()
         self.version = hashlib.sha256(self._text.encode()).hexdigest()[:16]
 
@@ -245,9 +280,15 @@ class LearnedRouter:
         extra = np.array([text_features(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)
         return np.hstack([array, extra])
 
+    def difficulty_rank(self, texts: list[str], vectors: npt.ArrayLike) -> Floats:
+        """Each prompt's rank among the training prompts by predicted ease: 0 the hardest, 1 the easiest."""
+        return rank_in(self.features(texts, vectors) @ self._w + self._b, self.levels)
+
     def score_many(self, texts: list[str], vectors: npt.ArrayLike) -> Floats:
-        """The score of each prompt: (1 + P(strong ok) - P(weak ok)) / 2."""
-        return score_from_logits(self.features(texts, vectors) @ self._w + self._b)
+        """The score of each prompt: (1 + the strong model's expected gain) / 2."""
+        gain = np.interp(self.difficulty_rank(texts, vectors), self._grid, self.curve)
+        out: Floats = (1 + gain) / 2
+        return out
 
     def score(self, text: str, vector: npt.ArrayLike) -> float:
         """How much one prompt needs the strong model, in [0, 1]; route to strong iff it is >= the threshold."""
@@ -276,7 +317,9 @@ class LearnedRouter:
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "weights": self.weights.tolist(),
-            "bias": self.bias.tolist(),
+            "intercepts": self.intercepts.tolist(),
+            "difficulty_levels": self.levels.tolist(),
+            "gain_curve": self.curve.tolist(),
             "score_quantiles": self.quantiles.tolist(),
             "info": self.info,
         }
@@ -306,11 +349,11 @@ class LearnedRouter:
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise _bad(where, "not a router file; make one with `modelplane router train`")
         version = document.get("format_version")
-        if version == 1:
+        if isinstance(version, int) and version in _RETIRED:
             raise _bad(
                 where,
-                f"router format version 1 (16 text features); this modelplane reads version {FORMAT_VERSION} "
-                f"({len(TEXT_FEATURES)} text features): retrain it with `modelplane router train`",
+                f"{_RETIRED[version]}; this modelplane reads version {FORMAT_VERSION} "
+                f"(a difficulty model and a gain curve): retrain it with `modelplane router train`",
             )
         if version != FORMAT_VERSION:
             raise _bad(where, f"router format version {version!r}; this modelplane reads version {FORMAT_VERSION}")
@@ -320,23 +363,26 @@ class LearnedRouter:
             embedder = document["embedder"]
             dim = int(embedder["dim"])
             spec = EmbedderSpec(kind=embedder["kind"], model=embedder.get("model"), dim=dim)
-            arrays = [np.asarray(document[key], dtype=np.float64) for key in ("mean", "scale", "weights", "bias")]
-            quantiles = np.asarray(document["score_quantiles"], dtype=np.float64)
+            keys = ("mean", "scale", "weights", "intercepts", "difficulty_levels", "gain_curve", "score_quantiles")
+            arrays = [np.asarray(document[key], dtype=np.float64) for key in keys]
+            if not all(np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
+                raise ValueError("non-finite weights")
+            mean, scale, weights, intercepts, levels, curve, quantiles = arrays
             router = cls(
                 embedder=str(embedder["name"]),
                 embedder_spec=spec,
                 dim=dim,
-                mean=arrays[0],
-                scale=arrays[1],
-                weights=arrays[2],
-                bias=arrays[3],
+                mean=mean,
+                scale=scale,
+                weights=weights,
+                intercepts=intercepts,
+                levels=levels,
+                curve=curve,
                 quantiles=quantiles,
                 info=document.get("info") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(where, f"the router file is damaged ({exc}); retrain it") from None
-        if not all(np.isfinite(a).all() for a in (*arrays, quantiles)) or (arrays[1] <= 0).any():
-            raise _bad(where, "the router file is damaged (non-finite weights); retrain it")
         return router
 
 

@@ -11,7 +11,8 @@ rest of the feature's chain after it, so every strategy composes with the fallba
   conditions: tier, estimated prompt tokens (characters / 4, OpenAI's rule of thumb; counted over
   every message's text), request `metadata` pairs, whether tools are offered;
 - `cascade`  — the cheapest (first) model; escalation is the invoker's (serving/cascade.py);
-- `learned`  — a router's P(strong model needed) for the prompt; strong iff score >= threshold.
+- `learned`  — a router's score for the prompt ((1 + the strong model's expected gain) / 2); strong iff
+  score >= threshold.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class Learned:
 def learned_decision(
     score: float, threshold: float, weak: str, strong: str, candidates: tuple[str, ...], version: str = ""
 ) -> Decision:
-    """Strong iff the router's P(strong needed) reaches the threshold."""
+    """Strong iff the router's score (how much the strong model is expected to gain) reaches the threshold."""
     model = strong if score >= threshold else weak
     reason = f"router {version}".strip()
     return Decision(model, "learned", candidates, score, threshold, reason)

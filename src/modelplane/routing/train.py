@@ -1,8 +1,20 @@
-"""Training a learned router: embed the prompts, fit two L2-regularised logistic regressions by Newton's method.
+"""Training a learned router: a difficulty model by Newton's method, then the strong model's gain along it.
 
 numpy only. The features are few (the embedding's dims plus the text features) and the
 data sets small (thousands to tens of thousands of prompts), so Newton's method converges
 in a handful of exact steps, with no learning rate to tune and no scikit-learn to import.
+
+1. The difficulty model: one L2-regularised logistic regression on both models' outcomes
+   stacked (each prompt twice, with a strong-model intercept), so the weights are shared.
+2. Cross-fitting: the training prompts are split into `inner_folds` parts (by group — a CSV
+   file, a feature — when there are enough groups, else at random); each part is ranked by
+   a difficulty model fitted on the others. These out-of-group ranks are what a new prompt's
+   rank looks like; in-sample ranks would be overconfident.
+3. The gain curve: the strong model's gain (strong ok - weak ok) smoothed over those ranks
+   by a Gaussian kernel; its width is picked from `bandwidths` by the same parts (curve from
+   all parts but one, routing quality — area under the accuracy curve — on that one).
+4. The final difficulty model is fitted on every training prompt; its quantiles on them map
+   a new prompt's index to its rank.
 
 The embedding and the text features get separate penalties. On MMLU, embeddings learn
 the *topic* of a prompt, which predicts well on subjects seen in training and badly on new
@@ -20,23 +32,38 @@ import numpy.typing as npt
 
 from modelplane.embeddings.base import Embedder, EmbedderSpec
 from modelplane.routing.data import Outcomes
-from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, score_from_logits, text_features
+from modelplane.routing.learned import (
+    CURVE_POINTS,
+    TEXT_FEATURES,
+    LearnedRouter,
+    gain_on_grid,
+    rank_in,
+    text_features,
+)
 
 __all__ = ["TrainOptions", "embed_prompts", "fit_logistic", "train_router"]
 
 Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 Progress = Callable[[int], None]
 _BATCH = 256
 _QUANTILES = 101
+_LEVELS = 1001
+_MIN_KERNEL_PROMPTS = 30
+_GRID = np.linspace(0.0, 1.0, CURVE_POINTS)
 
 
 @dataclass(frozen=True, slots=True)
 class TrainOptions:
-    """Penalties (L2, on standardised features) for the embedding and for the text features."""
+    """Penalties (L2, on standardised features, per model's outcomes) for the embedding and the text
+    features; the cross-fitting parts and the kernel widths (in ranks, 0-1) the gain curve may take."""
 
     embedding_l2: float = 3e4
     text_l2: float = 300.0
     max_steps: int = 50
+    inner_folds: int = 4
+    bandwidths: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
+    seed: int = 0
 
 
 def embed_prompts(embedder: Embedder, prompts: list[str], progress: Progress | None = None) -> Floats:
@@ -66,6 +93,38 @@ def fit_logistic(z: Floats, y: Floats, penalty: Floats, max_steps: int = 50) -> 
     return w
 
 
+def fit_difficulty(z: Floats, strong_ok: Bools, weak_ok: Bools, penalty: Floats, max_steps: int = 50) -> Floats:
+    """Weights over `z` and then (strong, weak) intercepts of one logistic model of both models' outcomes."""
+    n = z.shape[0]
+    design = np.hstack([np.vstack([z, z]), np.concatenate([np.ones(n), np.zeros(n)])[:, None]])
+    outcomes = np.concatenate([strong_ok, weak_ok]).astype(np.float64)
+    # Each prompt counts twice, so the penalty doubles to stay "per model's outcomes".
+    w = fit_logistic(design, outcomes, np.append(2 * penalty, 0.0), max_steps)
+    weak_intercept = w[-1]
+    out: Floats = np.concatenate([w[:-2], [w[-2] + weak_intercept, weak_intercept]])
+    return out
+
+
+def routed_accuracy_area(scores: Floats, weak_ok: Bools, strong_ok: Bools) -> float:
+    """Mean accuracy over every share of strong calls, routing the highest scores first (ties in order)."""
+    order = np.argsort(-scores, kind="stable")
+    gained = np.cumsum(strong_ok[order].astype(np.float64) - weak_ok[order])
+    accuracy = (weak_ok.sum() + np.concatenate([[0.0], gained])) / max(scores.size, 1)
+    return float((accuracy[1:] + accuracy[:-1]).mean() / 2) if scores.size else 0.0
+
+
+def _parts(data: Outcomes, k: int, seed: int) -> npt.NDArray[np.intp]:
+    """Each prompt's cross-fitting part: whole groups when there are at least k of them, else prompts at random."""
+    rng = np.random.default_rng(seed)
+    groups = sorted(set(data.groups))
+    if len(groups) >= k:
+        order = rng.permutation(len(groups))
+        part = {groups[i]: rank % k for rank, i in enumerate(order)}
+        return np.array([part[g] for g in data.groups], dtype=np.intp)
+    out: npt.NDArray[np.intp] = rng.permutation(len(data)) % k
+    return out
+
+
 def train_router(
     data: Outcomes,
     vectors: npt.ArrayLike,
@@ -74,8 +133,12 @@ def train_router(
     embedder_spec: EmbedderSpec,
     options: TrainOptions | None = None,
     info: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> LearnedRouter:
-    """Fit a router on outcomes and their prompts' embeddings (one row per prompt, in order)."""
+    """Fit a router on outcomes and their prompts' embeddings (one row per prompt, in order).
+
+    `progress(1)` is called after each of the `inner_folds + 1` difficulty models.
+    """
     options = options or TrainOptions()
     array = np.asarray(vectors, dtype=np.float64)
     if len(data) < 2 or array.shape[0] != len(data):
@@ -88,17 +151,38 @@ def train_router(
     scale[scale < 1e-9] = 1.0  # a constant feature (all prompts alike in it) carries no weight either way
     z = (x - mean) / scale
     penalty = np.concatenate([np.full(dim, options.embedding_l2), np.full(len(TEXT_FEATURES), options.text_l2)])
-    heads = [fit_logistic(z, y.astype(np.float64), penalty, options.max_steps) for y in (data.strong_ok, data.weak_ok)]
-    weights = np.vstack([h[:-1] for h in heads])
-    bias = np.array([h[-1] for h in heads])
-    scores = score_from_logits(z @ weights.T + bias)  # the training prompts' own scores, from `z` already built
-    quantiles = np.quantile(scores, np.linspace(0, 1, _QUANTILES))
+    strong, weak = data.strong_ok, data.weak_ok
+    gains = strong.astype(np.float64) - weak
+
+    def fit(rows: Bools) -> tuple[Floats, Floats]:
+        """A difficulty model on `rows`: its weights and intercepts, and its quantiles on those rows."""
+        w = fit_difficulty(z[rows], strong[rows], weak[rows], penalty, options.max_steps)
+        if progress is not None:
+            progress(1)
+        return w, np.quantile(z[rows] @ w[:-2], np.linspace(0, 1, _LEVELS))
+
+    k = max(2, min(options.inner_folds, len(data)))
+    part = _parts(data, k, options.seed)
+    ranks = np.zeros(len(data))
+    for j in range(k):
+        held = part == j
+        w, levels = fit(~held)
+        ranks[held] = rank_in(z[held] @ w[:-2], levels)
+    # A kernel narrower than ~30 prompts' worth of ranks follows single outcomes, not a trend.
+    widths = tuple(sorted({max(b, _MIN_KERNEL_PROMPTS / 2.5 / len(data)) for b in options.bandwidths}))
+    bandwidth = _pick_bandwidth(ranks, gains, part, k, data, widths)
+    curve = np.clip(gain_on_grid(ranks, gains, bandwidth), -1.0, 1.0)
+    w, levels = fit(np.ones(len(data), dtype=bool))
+    weights, intercepts = w[:-2], w[-2:]
+    scores = (1 + np.interp(rank_in(z @ weights, levels), _GRID, curve)) / 2  # the training prompts' own
     summary = {
         "prompts": len(data),
-        "weak_accuracy": round(float(data.weak_ok.mean()), 6),
-        "strong_accuracy": round(float(data.strong_ok.mean()), 6),
+        "weak_accuracy": round(float(weak.mean()), 6),
+        "strong_accuracy": round(float(strong.mean()), 6),
         "embedding_l2": options.embedding_l2,
         "text_l2": options.text_l2,
+        "bandwidth": bandwidth,
+        "cross_fitting": f"{k} parts by {'group' if len(set(data.groups)) >= k else 'prompt'}",
         **dict(info or {}),
     }
     return LearnedRouter(
@@ -108,7 +192,31 @@ def train_router(
         mean=mean,
         scale=scale,
         weights=weights,
-        bias=bias,
-        quantiles=quantiles,
+        intercepts=intercepts,
+        levels=levels,
+        curve=curve,
+        quantiles=np.quantile(scores, np.linspace(0, 1, _QUANTILES)),
         info=summary,
     )
+
+
+def _pick_bandwidth(
+    ranks: Floats, gains: Floats, part: npt.NDArray[np.intp], k: int, data: Outcomes, bandwidths: tuple[float, ...]
+) -> float:
+    """The kernel width whose curve, fitted on all parts but one, routes the left-out parts best (summed)."""
+    if len(bandwidths) == 1:
+        return bandwidths[0]
+    best: tuple[float, float] | None = None
+    for bandwidth in bandwidths:
+        total = 0.0
+        for j in range(k):
+            held = part == j
+            if not held.any() or held.all():
+                continue
+            curve = gain_on_grid(ranks[~held], gains[~held], bandwidth)
+            scores = np.interp(ranks[held], _GRID, curve)
+            total += held.sum() * routed_accuracy_area(scores, data.weak_ok[held], data.strong_ok[held])
+        if best is None or total > best[0] + 1e-12:
+            best = (total, bandwidth)
+    assert best is not None
+    return best[1]
