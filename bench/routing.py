@@ -97,15 +97,29 @@ def cross_validate(data: Outcomes, vectors: np.ndarray, folds: np.ndarray, optio
         randoms = [figures(rng.random(len(held)), held) for _ in range(RANDOM_SEEDS)]
         rows["random"].append({key: statistics.fmean(r[key] for r in randoms) for key in FIGURES})
         rows["oracle"].append(figures(oracle_scores(held.weak_ok, held.strong_ok), held))
+    pooled_figures = figures(pooled, data)
     return {
         "per_fold": rows,
         "mean": {name: summarise(r) for name, r in rows.items()},
+        "to_weak_at_95_quality": to_weak(pooled, data, pooled_figures["share_at_95_quality"]),
         "pooled": {
-            "learned": figures(pooled, data),
+            "learned": pooled_figures,
             "random": figures(rng.random(len(data)), data),
             "oracle": figures(oracle_scores(data.weak_ok, data.strong_ok), data),
         },
     }
+
+
+def to_weak(scores: np.ndarray, data: Outcomes, strong_share: float) -> dict[str, float]:
+    """With the top `strong_share` of scores sent to the strong model: the share of each kind left to the weak."""
+    strong = scores >= np.quantile(scores, 1 - strong_share)
+    kinds = {
+        "both_right": data.weak_ok & data.strong_ok,
+        "only_strong_right": ~data.weak_ok & data.strong_ok,
+        "only_weak_right": data.weak_ok & ~data.strong_ok,
+        "both_wrong": ~data.weak_ok & ~data.strong_ok,
+    }
+    return {"strong_share": strong_share, **{k: float((~strong[m]).mean()) for k, m in kinds.items()}}
 
 
 def decision_latency(data: Outcomes, vectors: np.ndarray, options: TrainOptions, n: int = 2000) -> dict[str, float]:
@@ -210,6 +224,12 @@ def print_table(result: dict[str, object]) -> None:
         p = block["pooled"]["learned"]
         pooled = " ".join(f"{p[k]:>10.1%}" for k in ("cpt50", "cpt80", "cpt95"))
         print(f"{setting + ': learned (pooled)':40s} {p['apgr']:>14.3f} {pooled}")
+    weak = unseen["to_weak_at_95_quality"]
+    print(
+        f"unseen subjects, pooled, at {weak['strong_share']:.1%} strong calls (95 % of GPT-4's accuracy), left to the "
+        f"weak model: {weak['both_right']:.0%} of prompts both answer, {weak['only_weak_right']:.0%} only it answers, "
+        f"{weak['both_wrong']:.0%} neither answers, {weak['only_strong_right']:.0%} only the strong one answers"
+    )
     deals = result["unseen_subjects_partitions"]
     assert isinstance(deals, dict)
     per_seed, means = deals["per_seed"], deals["mean"]

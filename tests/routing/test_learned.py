@@ -12,7 +12,7 @@ from modelplane.embeddings.base import EmbedderSpec
 from modelplane.embeddings.wordllama import WordLlamaEmbedder
 from modelplane.errors import ConfigError, UsageError
 from modelplane.routing.data import Outcomes, outcomes_from_rows, read_outcomes_csv
-from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, text_features
+from modelplane.routing.learned import TEXT_FEATURES, LearnedRouter, rank_in, text_features
 from modelplane.routing.metrics import evaluate
 from modelplane.routing.train import TrainOptions, embed_prompts, routed_accuracy_area, train_router
 
@@ -86,6 +86,43 @@ def test_hopeless_prompts_go_to_the_weak_model(embedder: WordLlamaEmbedder) -> N
     assert hopeless_s.mean() < 0.65 < middling_s.mean()  # little gain expected where both models fail
     ranks = router.difficulty_rank(data.prompts, vectors)
     assert ranks[80:].max() < ranks[40:80].min() and ranks[40:80].max() < ranks[:40].min()
+
+
+def test_tied_difficulties_share_the_middle_rank() -> None:
+    levels = np.array([0.0, 1.0, 1.0, 1.0, 2.0])
+    np.testing.assert_allclose(rank_in(np.array([1.0, 0.5, 1.5, -1.0, 3.0]), levels), [0.5, 0.125, 0.875, 0.0, 1.0])
+
+
+def test_cross_fitting_by_group_unless_one_group_dominates(embedder: WordLlamaEmbedder) -> None:
+    rows = [
+        {"prompt": f"Question {i} of subject {g}?", "weak_ok": i % 3 == 0, "strong_ok": i % 2 == 0, "group": g}
+        for g in "abcde"
+        for i in range(12)
+    ]
+    data = Outcomes.of(outcomes_from_rows(rows))
+    vectors = embed_prompts(embedder, data.prompts)
+    options = TrainOptions(1.0, 1.0)
+    router = train_router(data, vectors, embedder=embedder.name, embedder_spec=EmbedderSpec(), options=options)
+    assert router.info["cross_fitting"] == "4 parts by group"
+    big = rows + [{**r, "prompt": f"More {i}: {r['prompt']}", "group": "a"} for i in range(5) for r in rows[:12]]
+    data = Outcomes.of(outcomes_from_rows(big))  # group a: 72 of 120 prompts
+    router = train_router(
+        data,
+        embed_prompts(embedder, data.prompts),
+        embedder=embedder.name,
+        embedder_spec=EmbedderSpec(),
+        options=options,
+    )
+    assert router.info["cross_fitting"] == "4 parts by prompt"
+
+
+def test_a_strong_model_that_is_always_right_keeps_the_weights_finite(embedder: WordLlamaEmbedder) -> None:
+    """The ledger's judge may grade the weak answer against the strong one: strong_ok is then always True."""
+    rows = [{"prompt": f"Question number {i}?", "weak_ok": i % 3 == 0, "strong_ok": True} for i in range(60)]
+    data = Outcomes.of(outcomes_from_rows(rows))
+    vectors = embed_prompts(embedder, data.prompts)
+    router = train_router(data, vectors, embedder=embedder.name, embedder_spec=EmbedderSpec(), options=TrainOptions())
+    assert np.isfinite(router.intercepts).all() and abs(router.intercepts[0]) < 10
 
 
 def test_routed_accuracy_area() -> None:

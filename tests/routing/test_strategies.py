@@ -20,6 +20,7 @@ from modelplane.routing.strategies import (
     Rules,
     Weighted,
     bucket,
+    build,
     pick_split,
     request_metadata,
     request_text,
@@ -123,6 +124,9 @@ class LengthRouter:
         assert vector.shape == (4,)
         return min(1.0, len(text) / 100)
 
+    def threshold_for_share(self, strong_share: float) -> float:
+        return 1 - strong_share  # as if its scores were spread evenly over [0, 1]
+
 
 @pytest.mark.parametrize(
     ("length", "threshold", "model"), [(10, 0.5, "small"), (60, 0.5, "large"), (50, 0.5, "large"), (60, 0.7, "small")]
@@ -134,6 +138,34 @@ def test_learned_routes_strong_iff_the_score_reaches_the_threshold(length: int, 
     assert decision.model == model
     assert decision.score == pytest.approx(length / 100) and decision.threshold == threshold
     assert decision.reason == "router stand-in-1"
+
+
+def test_strong_share_picks_the_threshold_from_the_router() -> None:
+    config = parse_config(
+        CONFIG.replace("ROUTE", "{strategy: learned, router: r.json, weak: small, strong: large, strong_share: 0.3}"),
+        env={},
+    )
+    learned = build("reply", config.features["reply"].route, LengthRouter())
+    assert isinstance(learned, Learned) and learned.threshold == pytest.approx(0.7)
+    facts = Facts(text="x" * 75, vector=np.zeros(4, np.float32), embedder=LengthRouter.embedder)
+    assert learned.decide(MODELS, facts).model == "large"
+    both = "{strategy: learned, router: r.json, weak: small, strong: large, strong_share: 0.3, threshold: 0.6}"
+    assert issues(both) == ["features.reply.route: give `threshold` or `strong_share`, not both"]
+    assert issues("{strategy: weighted, split: {small: 100}, strong_share: 0.3}") == [
+        "features.reply.route: `strong_share` is for strategy 'learned', not 'weighted'"
+    ]
+
+
+def test_an_old_or_damaged_router_file_fails_config_check(tmp_path: Path) -> None:
+    """`config check` loads the router, so an upgrade that retires its format fails there, not at `serve`."""
+    path = tmp_path / "modelplane.yaml"
+    path.write_text(CONFIG.replace("ROUTE", "{strategy: learned, router: r.json, weak: small, strong: large}"))
+    (tmp_path / "r.json").write_text('{"format": "modelplane-router", "format_version": 2}')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, home=tmp_path, env={})
+    [issue] = [str(i) for i in info.value.issues]
+    assert issue.startswith(f"features.reply.route.router: {tmp_path / 'r.json'}: router format version 2")
+    assert issue.endswith("retrain it with `modelplane router train`")
 
 
 def test_cascade_starts_with_the_cheapest() -> None:

@@ -19,7 +19,7 @@ from modelplane.errors import ConfigError, ErrorClass, ProviderError
 from modelplane.ledger.queries import ReportFilter
 from modelplane.ledger.store import LedgerStore
 from modelplane.providers.base import Answer, ChatRequest, Provider, Stream, Usage
-from modelplane.routing.shadow import judged_pairs, shadow_rows, write_pairs
+from modelplane.routing.shadow import judged_pairs, judged_rows, shadow_rows, write_pairs
 from modelplane.routing.strategies import Learned
 from modelplane.serving import pipeline
 from modelplane.serving.auth import hash_key
@@ -232,6 +232,9 @@ class LengthRouter:
         assert vector.shape == (256,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
         return min(1.0, len(text) / 100)
 
+    def threshold_for_share(self, strong_share: float) -> float:
+        return 1 - strong_share
+
 
 async def test_a_learned_route_sends_easy_prompts_to_the_weak_model(
     gateway: Gateway, upstream: ByModel, tmp_path: Path
@@ -269,8 +272,10 @@ async def test_shadow_judging_measures_regret_and_savings(gateway: Gateway, upst
         shadows = await shadow_rows(store)
         report = await build_report(store, gateway.runtime.loaded.config, ReportFilter())
         pairs = await judged_pairs(store, "shadowed")
+        judged = await judged_rows(store)
     finally:
         await store.close()
+    assert [r["group"] for r in judged] == ["shadowed"] * 3  # the trainer cross-fits across features
     assert len(shadows) == 3 and {s["verdict"] for s in shadows} == {"weak_worse"}
     small, large = (1000 * 1 + 100 * 2) / 1e6, (1000 * 10 + 100 * 20) / 1e6
     assert shadows[0]["weak_cost"] == pytest.approx(small) and shadows[0]["strong_cost"] == pytest.approx(large)

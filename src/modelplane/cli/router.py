@@ -44,9 +44,7 @@ app = typer.Typer(help="Train a learned router and measure it (APGR, CPT, cost s
 _DATA_HELP = "CSV with a prompt column and a True/False column per model; more files may follow (--data *.csv)."
 DataOption = Annotated[list[Path] | None, typer.Option("--data", "-d", metavar="FILE...", help=_DATA_HELP)]
 # The files after the first: `--data a.csv b.csv` (what a shell glob gives) as well as `--data a.csv --data b.csv`.
-MoreData = Annotated[
-    list[Path] | None, typer.Argument(metavar="[FILE]...", help="More data files.", show_default=False)
-]
+MoreData = Annotated[list[Path] | None, typer.Argument(metavar="FILE", hidden=True, show_default=False)]
 _WEAK_HELP = "Column of the weak (cheap) model's outcomes."
 _STRONG_HELP = "Column of the strong model's outcomes."
 
@@ -78,8 +76,16 @@ def train(
     if feature is not None and not from_ledger:
         fail("--feature picks the ledger's servings", "add --from-ledger, or leave out --feature")
     ledger = (config, feature) if from_ledger else None
-    files = [*(data or []), *(more or [])]
-    _train(files, weak, strong, ledger, out, prompt_column, holdout or [], TrainOptions(embedding_l2, text_l2))
+    _train(
+        _data_files(data, more),
+        weak,
+        strong,
+        ledger,
+        out,
+        prompt_column,
+        holdout or [],
+        TrainOptions(embedding_l2, text_l2),
+    )
 
 
 def _train(
@@ -156,16 +162,16 @@ def _training_outcomes(
 
 async def _judged(url: str, feature: str | None) -> list[Outcome]:
     from modelplane.ledger.store import LedgerStore
-    from modelplane.routing.shadow import judged_pairs
+    from modelplane.routing.shadow import judged_rows
 
     store = LedgerStore.from_url(url)
     try:
         await store.open()
-        pairs = await judged_pairs(store, feature)
+        rows = await judged_rows(store, feature)
     finally:
         await store.close()
-    rows = [{"prompt": p, "weak_ok": w, "strong_ok": s, "group": "ledger"} for p, w, s in pairs]
-    return outcomes_from_rows(rows)
+    # Each feature is a group (as each CSV file is), so training cross-fits across features.
+    return outcomes_from_rows([{**row, "group": f"ledger:{row['group']}"} for row in rows])
 
 
 @app.command("eval")
@@ -187,14 +193,14 @@ def eval_(
 ) -> None:
     """APGR, CPT(50/80/95 %) and the cost saved at 95 % of the strong model's quality, on outcome data."""
     exits_on_error(_eval)(
-        router_path, [*(data or []), *(more or [])], weak, strong, prompt_column, (weak_price, strong_price),
+        router_path, (data, more), weak, strong, prompt_column, (weak_price, strong_price),
         (config, weak_model, strong_model, input_tokens, output_tokens), as_json,
     )  # fmt: skip
 
 
 def _eval(
     router_path: Path,
-    files: list[Path],
+    given: tuple[list[Path] | None, list[Path] | None],
     weak: str | None,
     strong: str | None,
     prompt_column: str,
@@ -202,6 +208,7 @@ def _eval(
     priced_by: tuple[Path | None, str | None, str | None, int, int],
     as_json: bool,
 ) -> None:
+    files = _data_files(*given)
     if not files:
         raise UsageError("no data to measure the router on", "pass --data FILE...")
     router = load_router(router_path)
@@ -225,6 +232,23 @@ def _eval(
         console.file.write(json.dumps(document, indent=2) + "\n")
         return
     console.print(_table(metrics, f"router {router.version} on {len(data)} prompts", thresholds))
+
+
+def _data_files(data: list[Path] | None, more: list[Path] | None) -> list[Path]:
+    """`--data` files and the arguments after the options (more data files), each checked to be a file.
+
+    The arguments are where a misplaced value ends up (`--weak a b`), so a missing one is named as such.
+    """
+    for path in data or []:
+        if str(path).startswith("-"):
+            raise UsageError(f"--data needs a file, got {str(path)!r}", "pass --data FILE [FILE...]")
+    for path in more or []:
+        if not path.is_file():
+            raise UsageError(
+                f"unexpected argument {str(path)!r} (read as a data file; there is no such file)",
+                "put the data files after --data, and give every option one value",
+            )
+    return [*(data or []), *(more or [])]
 
 
 def load_router(path: Path) -> LearnedRouter:

@@ -47,9 +47,7 @@ def _route(config: Config, name: str, feature: FeatureConfig) -> Iterator[Config
         if tier not in config.tiers:
             yield ConfigIssue(f"{path}.tiers.{tier}", f"unknown tier '{tier}'{_known(config.tiers)}")
         elif feature.tiers is not None and tier not in feature.tiers:
-            yield ConfigIssue(
-                f"{path}.tiers.{tier}", f"tier '{tier}' may not use this feature (features.{name}.tiers)"
-            )
+            yield ConfigIssue(f"{path}.tiers.{tier}", f"tier '{tier}' may not use this feature (features.{name}.tiers)")
 
 
 def _named(route: RouteConfig) -> dict[str, str]:
@@ -82,13 +80,23 @@ def _strategy_models(config: Config, route: RouteConfig, path: str) -> Iterator[
 
 
 def route_files(config: Config, config_dir: Path) -> list[ConfigIssue]:
-    """Files a route points to (a learned router) must exist, relative to the config file."""
+    """Files a route points to (a learned router) must exist, relative to the config file, and load
+    (a router file of an older format, or a damaged one, fails here rather than at `serve`)."""
     issues = []
     for name, feature in config.features.items():
         router = feature.route.router
-        if router is not None and not (config_dir / router).is_file():
-            where = f"features.{name}.route.router"
+        if router is None:
+            continue
+        where = f"features.{name}.route.router"
+        if not (config_dir / router).is_file():
             issues.append(ConfigIssue(where, f"router file not found: {config_dir / router}"))
+            continue
+        from modelplane.routing.learned import LearnedRouter
+
+        try:
+            LearnedRouter.load(config_dir / router)
+        except ConfigError as exc:
+            issues += [ConfigIssue(where, f"{config_dir / router}: {issue.message}") for issue in exc.issues]
     return issues
 
 

@@ -265,6 +265,7 @@ class RouteConfig(Strict):
     weak: str | None = None
     strong: str | None = None
     threshold: float = Field(default=0.5, ge=0, le=1)
+    strong_share: float | None = Field(default=None, ge=0, le=1)  # learned: instead of threshold, see docs
     shadow: ShadowConfig | None = None
 
     @model_validator(mode="before")
@@ -280,6 +281,11 @@ class RouteConfig(Strict):
                 raise ValueError(f"strategy '{self.strategy}' needs `{name}`")
         if self.split is not None and abs(sum(self.split.values()) - 100) > 1e-6:
             raise ValueError(f"`split` percentages sum to {sum(self.split.values()):g}, not 100")
+        if self.strong_share is not None:
+            if self.strategy != "learned":
+                raise ValueError(f"`strong_share` is for strategy 'learned', not '{self.strategy}'")
+            if "threshold" in self.model_fields_set:
+                raise ValueError("give `threshold` or `strong_share`, not both")
         return self
 
 

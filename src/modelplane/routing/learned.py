@@ -217,8 +217,14 @@ def gain_on_grid(ranks: Floats, gains: Floats, bandwidth: float, points: int = C
 
 
 def rank_in(values: Floats, levels: Floats) -> Floats:
-    """Where each value falls in a sorted sample's quantiles `levels` (evenly spaced), as a rank in [0, 1]."""
-    out: Floats = np.interp(values, levels, np.linspace(0.0, 1.0, levels.size))
+    """Where each value falls in a sorted sample's quantiles `levels` (evenly spaced), as a rank in [0, 1].
+
+    A value equal to a run of tied levels (many prompts alike) gets the middle of the run.
+    """
+    grid = np.linspace(0.0, 1.0, levels.size)
+    upper = np.interp(values, levels, grid)  # np.interp takes the last of tied sample points
+    lower = 1.0 - np.interp(-values, -levels[::-1], grid)  # ... so, mirrored, the first
+    out: Floats = (upper + lower) / 2
     return out
 
 
@@ -248,8 +254,13 @@ class LearnedRouter:
         width = dim + len(TEXT_FEATURES)
         if not (mean.shape == scale.shape == weights.shape == (width,) and intercepts.shape == (2,)):
             raise ValueError(f"a router over {dim}-dim vectors needs {width} means, scales and weights, 2 intercepts")
-        if levels.ndim != 1 or levels.size < 2 or (np.diff(levels) < 0).any():
-            raise ValueError("the difficulty levels must be at least 2 ascending numbers")
+        if not all(np.isfinite(a).all() for a in (mean, scale, weights, intercepts, levels, curve, quantiles)):
+            raise ValueError("non-finite numbers")
+        if (scale <= 0).any():
+            raise ValueError("a feature's scale is not positive")
+        for name, array in (("difficulty levels", levels), ("score quantiles", quantiles)):
+            if array.ndim != 1 or array.size < 2 or (np.diff(array) < 0).any():
+                raise ValueError(f"the {name} must be at least 2 ascending numbers")
         if curve.ndim != 1 or curve.size < 2 or (np.abs(curve) > 1).any():
             raise ValueError("the gain curve must be at least 2 numbers in [-1, 1]")
         self.embedder = embedder
@@ -365,8 +376,6 @@ class LearnedRouter:
             spec = EmbedderSpec(kind=embedder["kind"], model=embedder.get("model"), dim=dim)
             keys = ("mean", "scale", "weights", "intercepts", "difficulty_levels", "gain_curve", "score_quantiles")
             arrays = [np.asarray(document[key], dtype=np.float64) for key in keys]
-            if not all(np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
-                raise ValueError("non-finite weights")
             mean, scale, weights, intercepts, levels, curve, quantiles = arrays
             router = cls(
                 embedder=str(embedder["name"]),

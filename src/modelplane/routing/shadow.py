@@ -201,10 +201,19 @@ async def shadow_rows(
 
 async def judged_pairs(store: LedgerStore, feature: str | None = None) -> list[tuple[str, bool, bool]]:
     """(prompt, weak_ok, strong_ok) of every judged shadow: the router trainer's ledger input."""
-    rows = await shadow_rows(store)
+    return [(r["prompt"], r["weak_ok"], r["strong_ok"]) for r in await judged_rows(store, feature)]
+
+
+async def judged_rows(store: LedgerStore, feature: str | None = None) -> list[dict[str, Any]]:
+    """Every judged shadow as `prompt`, `weak_ok`, `strong_ok` and `group` (its feature), oldest first."""
     return [
-        (str(r["prompt"]), bool(r["weak_ok"]), bool(r["strong_ok"]))
-        for r in rows
+        {
+            "prompt": str(r["prompt"]),
+            "weak_ok": bool(r["weak_ok"]),
+            "strong_ok": bool(r["strong_ok"]),
+            "group": r["feature"],
+        }
+        for r in await shadow_rows(store)
         if r["verdict"] in JUDGED and feature in (None, r["feature"])
     ]
 

@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 
 
 class Scorer(Protocol):
-    """A learned router (routing/learned.py): P(the strong model is needed) for a prompt."""
+    """A learned router (routing/learned.py): how much a prompt needs the strong model, in [0, 1]."""
 
     version: str
     embedder: str
 
     def score(self, text: str, vector: npt.NDArray[np.float32]) -> float: ...
+
+    def threshold_for_share(self, strong_share: float) -> float: ...
 
 
 # Decision and Facts are made per request: not frozen, as frozen dataclasses build about 3x slower.
@@ -198,7 +200,8 @@ def build(feature: str, route: RouteConfig, router: Scorer | None = None) -> Str
         return Cascade()
     if route.strategy == "learned":
         assert router is not None and route.weak is not None and route.strong is not None
-        return Learned(router, route.weak, route.strong, route.threshold)
+        threshold = route.threshold if route.strong_share is None else router.threshold_for_share(route.strong_share)
+        return Learned(router, route.weak, route.strong, threshold)
     return None
 
 

@@ -7,9 +7,10 @@ in a handful of exact steps, with no learning rate to tune and no scikit-learn t
 1. The difficulty model: one L2-regularised logistic regression on both models' outcomes
    stacked (each prompt twice, with a strong-model intercept), so the weights are shared.
 2. Cross-fitting: the training prompts are split into `inner_folds` parts (by group — a CSV
-   file, a feature — when there are enough groups, else at random); each part is ranked by
-   a difficulty model fitted on the others. These out-of-group ranks are what a new prompt's
-   rank looks like; in-sample ranks would be overconfident.
+   file, a ledger feature — when there are enough groups and none holds half the prompts,
+   else at random); each part is ranked by a difficulty model fitted on the others. These
+   out-of-group ranks are what a new prompt's rank looks like; in-sample ranks would be
+   overconfident. They also give the score quantiles a threshold is picked from.
 3. The gain curve: the strong model's gain (strong ok - weak ok) smoothed over those ranks
    by a Gaussian kernel; its width is picked from `bandwidths` by the same parts (curve from
    all parts but one, routing quality — area under the accuracy curve — on that one).
@@ -50,6 +51,8 @@ _BATCH = 256
 _QUANTILES = 101
 _LEVELS = 1001
 _MIN_KERNEL_PROMPTS = 30
+_MAX_KERNEL_FLOOR = 0.3  # under ~40 prompts: still a trend, not a flat line
+_INTERCEPT_L2 = 1.0
 _GRID = np.linspace(0.0, 1.0, CURVE_POINTS)
 
 
@@ -98,8 +101,9 @@ def fit_difficulty(z: Floats, strong_ok: Bools, weak_ok: Bools, penalty: Floats,
     n = z.shape[0]
     design = np.hstack([np.vstack([z, z]), np.concatenate([np.ones(n), np.zeros(n)])[:, None]])
     outcomes = np.concatenate([strong_ok, weak_ok]).astype(np.float64)
-    # Each prompt counts twice, so the penalty doubles to stay "per model's outcomes".
-    w = fit_logistic(design, outcomes, np.append(2 * penalty, 0.0), max_steps)
+    # Each prompt counts twice, so the penalty doubles to stay "per model's outcomes". The strong model's
+    # intercept gets a token penalty: were it always right (a judge grading against its answer), it would diverge.
+    w = fit_logistic(design, outcomes, np.append(2 * penalty, _INTERCEPT_L2), max_steps)
     weak_intercept = w[-1]
     out: Floats = np.concatenate([w[:-2], [w[-2] + weak_intercept, weak_intercept]])
     return out
@@ -113,16 +117,26 @@ def routed_accuracy_area(scores: Floats, weak_ok: Bools, strong_ok: Bools) -> fl
     return float((accuracy[1:] + accuracy[:-1]).mean() / 2) if scores.size else 0.0
 
 
-def _parts(data: Outcomes, k: int, seed: int) -> npt.NDArray[np.intp]:
-    """Each prompt's cross-fitting part: whole groups when there are at least k of them, else prompts at random."""
+def _parts(data: Outcomes, k: int, seed: int) -> tuple[npt.NDArray[np.intp], bool]:
+    """Each prompt's cross-fitting part, and whether the parts are whole groups.
+
+    Whole groups (shuffled, then dealt largest first to the smallest part) when there are at
+    least k of them and none holds over half the prompts; else prompts at random.
+    """
     rng = np.random.default_rng(seed)
-    groups = sorted(set(data.groups))
-    if len(groups) >= k:
-        order = rng.permutation(len(groups))
-        part = {groups[i]: rank % k for rank, i in enumerate(order)}
-        return np.array([part[g] for g in data.groups], dtype=np.intp)
+    sizes: dict[str, int] = {}
+    for group in data.groups:
+        sizes[group] = sizes.get(group, 0) + 1
+    if len(sizes) >= k and max(sizes.values()) <= len(data) / 2:
+        groups = [list(sizes)[i] for i in rng.permutation(len(sizes))]
+        totals = [0] * k
+        part: dict[str, int] = {}
+        for group in sorted(groups, key=lambda g: -sizes[g]):  # stable: ties keep the shuffled order
+            part[group] = totals.index(min(totals))
+            totals[part[group]] += sizes[group]
+        return np.array([part[g] for g in data.groups], dtype=np.intp), True
     out: npt.NDArray[np.intp] = rng.permutation(len(data)) % k
-    return out
+    return out, False
 
 
 def train_router(
@@ -162,19 +176,22 @@ def train_router(
         return w, np.quantile(z[rows] @ w[:-2], np.linspace(0, 1, _LEVELS))
 
     k = max(2, min(options.inner_folds, len(data)))
-    part = _parts(data, k, options.seed)
+    part, by_group = _parts(data, k, options.seed)
     ranks = np.zeros(len(data))
     for j in range(k):
         held = part == j
         w, levels = fit(~held)
         ranks[held] = rank_in(z[held] @ w[:-2], levels)
     # A kernel narrower than ~30 prompts' worth of ranks follows single outcomes, not a trend.
-    widths = tuple(sorted({max(b, _MIN_KERNEL_PROMPTS / 2.5 / len(data)) for b in options.bandwidths}))
+    floor = min(_MIN_KERNEL_PROMPTS / 2.5 / len(data), _MAX_KERNEL_FLOOR)
+    widths = tuple(sorted({max(b, floor) for b in options.bandwidths}))
     bandwidth = _pick_bandwidth(ranks, gains, part, k, data, widths)
     curve = np.clip(gain_on_grid(ranks, gains, bandwidth), -1.0, 1.0)
     w, levels = fit(np.ones(len(data), dtype=bool))
     weights, intercepts = w[:-2], w[-2:]
-    scores = (1 + np.interp(rank_in(z @ weights, levels), _GRID, curve)) / 2  # the training prompts' own
+    # The training prompts' scores from their cross-fitted ranks: how a threshold splits prompts the router
+    # has not seen (in-sample ranks would be spread more evenly than new prompts' are).
+    scores = (1 + np.interp(ranks, _GRID, curve)) / 2
     summary = {
         "prompts": len(data),
         "weak_accuracy": round(float(weak.mean()), 6),
@@ -182,7 +199,7 @@ def train_router(
         "embedding_l2": options.embedding_l2,
         "text_l2": options.text_l2,
         "bandwidth": bandwidth,
-        "cross_fitting": f"{k} parts by {'group' if len(set(data.groups)) >= k else 'prompt'}",
+        "cross_fitting": f"{k} parts by {'group' if by_group else 'prompt'}",
         **dict(info or {}),
     }
     return LearnedRouter(
