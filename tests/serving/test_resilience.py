@@ -200,6 +200,14 @@ async def test_the_deterministic_answer_is_the_last_resort_never_a_5xx(
         events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True)))
         assert events[0]["choices"][0]["delta"]["content"] == "A person will follow up."
         assert events[-1] == {"done": True}
+        # Streamed, every choice is replayed too, each under its index, each with its finish.
+        events = await sse_events(await pipeline.chat(gateway, ask("f", stream=True, n=3)))
+        streamed = [c for e in events if e.get("choices") for c in e["choices"]]
+        assert [(c["index"], c["delta"].get("content")) for c in streamed if c["delta"]] == [
+            (i, "A person will follow up.") for i in range(3)
+        ]
+        finishes = [(c["index"], c["finish_reason"]) for c in streamed if not c["delta"]]
+        assert finishes == [(i, "stop") for i in range(3)]
         servings, _ = await ledger(gateway, tmp_path)
     assert {s["model"] for s in servings} == {"deterministic"}
     assert all(s["status"] == "ok" and s["fallback_depth"] == 1 for s in servings)

@@ -13,7 +13,8 @@ from modelplane.providers.base import JSON, Answer, Stream
 
 
 class Replay(Stream):
-    """The chunks an OpenAI server would have streamed for `answer`: the message, the finish, the usage."""
+    """The chunks an OpenAI server would have streamed for `answer`: each choice's message (with its
+    log-probabilities, if any), each choice's finish, then the usage."""
 
     def __init__(self, answer: Answer, *, include_usage: bool) -> None:
         super().__init__(answer.model)
@@ -29,14 +30,27 @@ class Replay(Stream):
             "created": body.get("created", int(time.time())),
             "model": body.get("model", self.model),
         }
-        choice: dict[str, Any] = (body.get("choices") or [{}])[0]
-        message = dict(choice.get("message") or {"role": "assistant", "content": ""})
-        delta: JSON = {"role": "assistant", "content": message.get("content")}
-        if message.get("tool_calls"):
-            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(message["tool_calls"])]
+        choices: list[dict[str, Any]] = body.get("choices") or [{}]
         self.mark_first_token()
-        yield orjson.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        self.finish_reason = choice.get("finish_reason") or "stop"
-        yield orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}]})
+        for position, choice in enumerate(choices):
+            index = choice.get("index", position)
+            message = dict(choice.get("message") or {"role": "assistant", "content": ""})
+            delta: JSON = {"role": "assistant", "content": message.get("content")}
+            if message.get("refusal"):
+                delta["refusal"] = message["refusal"]
+            if message.get("tool_calls"):
+                delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(message["tool_calls"])]
+            streamed: JSON = {"index": index, "delta": delta, "finish_reason": None}
+            if choice.get("logprobs") is not None:
+                streamed["logprobs"] = choice["logprobs"]
+            yield orjson.dumps({**base, "choices": [streamed]})
+        self.finish_reason = choices[0].get("finish_reason") or "stop"
+        for position, choice in enumerate(choices):
+            finish = {
+                "index": choice.get("index", position),
+                "delta": {},
+                "finish_reason": choice.get("finish_reason") or "stop",
+            }
+            yield orjson.dumps({**base, "choices": [finish]})
         if self.include_usage and body.get("usage"):
             yield orjson.dumps({**base, "choices": [], "usage": body["usage"]})
