@@ -316,6 +316,9 @@ def test_400_for_parameters_out_of_openais_range(
     assert len(upstream.requests) == before
 
 
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+
+
 @pytest.mark.parametrize(
     ("messages", "param", "code"),
     [
@@ -332,6 +335,20 @@ def test_400_for_parameters_out_of_openais_range(
             "invalid_type",
         ),
         ([{"role": "user", "content": 42}], "messages[0].content", "invalid_type"),
+        # System, developer and tool messages take text parts only (a provider would drop an image unsaid).
+        (
+            [
+                {"role": "system", "content": [{"type": "text", "text": "Be brief."}, IMAGE_PART]},
+                {"role": "user", "content": "Hi"},
+            ],
+            "messages[0].content[1].type",
+            "invalid_value",
+        ),
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "tool", "tool_call_id": "c", "content": [IMAGE_PART]}],
+            "messages[1].content[0].type",
+            "invalid_value",
+        ),
     ],
 )
 def test_400_for_a_wrong_role_or_missing_content(

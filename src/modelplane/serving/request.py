@@ -48,6 +48,7 @@ _CHAT_RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 _INSTEAD_OF_CONTENT = ("tool_calls", "function_call", "refusal", "audio")
 _ROLES = ("system", "user", "assistant", "tool", "developer", "function")  # `function`: the legacy tool role
+_TEXT_ONLY = frozenset(("system", "developer", "tool"))  # roles whose content parts may only be text
 _EMBEDDING_FIELDS: dict[str, tuple[type, ...]] = {
     "model": (str,),
     "input": (str, list),
@@ -121,6 +122,17 @@ def _check_message(i: int, message: Any) -> None:
             param=f"{where}.content",
             code="invalid_type",
         )
+    if role in _TEXT_ONLY and isinstance(content, list):
+        # OpenAI takes only text parts here; a provider would otherwise drop an image without a word.
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                raise BadRequest(
+                    f"Invalid value for '{where}.content[{j}].type': {kind!r}. A {role} message takes only "
+                    f"text parts; send images and files in a user message.",
+                    param=f"{where}.content[{j}].type",
+                    code="invalid_value",
+                )
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
