@@ -15,7 +15,7 @@ contrast): 5 folds over prompts, shuffled with seed 0.
 Random: uniform random scores, 20 seeds per fold (mean). Oracle: knows the outcomes
 (strong first where only it is right, last where only the weak model is).
 
-    python bench/routing.py                  # ~4 min: embeds 10,785 prompts once, trains 35 routers
+    python bench/routing.py                  # ~4 min: embeds 10,785 prompts once, trains 31 routers
     python bench/routing.py --partitions 1   # ~1 min: the seed-0 deal only
 """
 
