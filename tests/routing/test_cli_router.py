@@ -142,3 +142,62 @@ def test_train_needs_data_and_an_empty_ledger_has_none(tmp_path: Path, monkeypat
     asyncio.run(_create_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"))
     code, _, stderr = invoke("train", "--out", out, "--from-ledger")
     assert code == 2 and "no judged servings" in stderr
+
+
+async def _judged_ledger(url: str) -> None:
+    """A ledger with 40 judged shadows of two features: the weak model fails the arithmetic."""
+    import sqlalchemy as sa
+
+    from modelplane.routing.shadow import SHADOWS
+
+    store = LedgerStore.from_url(url)
+    await store.open()
+    rows = []
+    for i in range(40):
+        hard = i % 2 == 0
+        rows.append(
+            {
+                "serving_id": f"s{i:03d}",
+                "feature": "ask" if i < 20 else "other",
+                "ts": 1_750_000_000.0 + i,
+                "weak_model": "small",
+                "strong_model": "large",
+                "weak_cost": 0.001,
+                "strong_cost": 0.01,
+                "verdict": "weak_worse" if hard else "tie",
+                "score": 0.0 if hard else 1.0,
+                "weak_ok": not hard,
+                "strong_ok": True,
+                "prompt": f"Compute ({i} * 17 - 3^3) / 3 modulo 19." if hard else f"What colour is fruit {i}?",
+                "config_version": "v",
+            }
+        )
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(SHADOWS), rows)
+    await store.close()
+
+
+def test_train_from_the_ledgers_judged_servings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPLANE_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    config = tmp_path / "modelplane.yaml"
+    config.write_text(
+        CONFIG.replace("  chat: {route: {strategy: single, models: [small]}}\n", "")
+        + "  ask: {route: {models: [small]}}\n  other: {route: {models: [small]}}\n"
+        + f'ledger: {{url: "{url}"}}\n'
+    )
+    asyncio.run(_judged_ledger(url))
+    out = tmp_path / "r.json"
+    args = ["--out", str(out), "--from-ledger", "--config", str(config), *SMALL_PENALTIES]
+    code, stdout, stderr = invoke("train", *args)
+    assert code == 0, stderr
+    assert "(40 prompts" in stdout
+    router = json.loads(out.read_text())
+    assert router["info"]["ledger"] is True and router["info"]["cross_fitting"] == "4 parts by prompt"
+    code, stdout, stderr = invoke("train", *args, "--feature", "ask")
+    assert code == 0, stderr
+    assert "(20 prompts" in stdout
+    # CSV files and the ledger together: each file and each feature a group.
+    code, stdout, stderr = invoke("train", *args, "--data", A, B, *COLUMNS)
+    assert code == 0, stderr
+    assert "(82 prompts" in stdout and json.loads(out.read_text())["info"]["cross_fitting"] == "4 parts by group"
