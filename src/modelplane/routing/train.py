@@ -128,10 +128,11 @@ def _parts(data: Outcomes, k: int, seed: int) -> tuple[npt.NDArray[np.intp], boo
     for group in data.groups:
         sizes[group] = sizes.get(group, 0) + 1
     if len(sizes) >= k and max(sizes.values()) <= len(data) / 2:
-        groups = [list(sizes)[i] for i in rng.permutation(len(sizes))]
+        names = list(sizes)
+        shuffled = [names[i] for i in rng.permutation(len(names))]
         totals = [0] * k
         part: dict[str, int] = {}
-        for group in sorted(groups, key=lambda g: -sizes[g]):  # stable: ties keep the shuffled order
+        for group in sorted(shuffled, key=lambda g: -sizes[g]):  # stable: ties keep the shuffled order
             part[group] = totals.index(min(totals))
             totals[part[group]] += sizes[group]
         return np.array([part[g] for g in data.groups], dtype=np.intp), True
